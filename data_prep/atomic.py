@@ -1,0 +1,64 @@
+"""Write files and folders so that readers see all of the output or none of it."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _temp_beside(path: Path, directory: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix, suffix = f".{path.name}.", ".partial"
+    if directory:
+        temp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
+        os.chmod(temp, 0o777 & ~_UMASK)
+        return temp
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_UMASK)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_paths(*targets: str | os.PathLike) -> Iterator[list[Path]]:
+    """Yield one temporary path per target, in the target's folder.
+
+    When the block ends normally each temporary file is renamed onto its target; when it
+    raises, every temporary file is deleted and the targets are left as they were.
+    """
+    finals = [Path(t) for t in targets]
+    temps = [_temp_beside(t) for t in finals]
+    try:
+        yield temps
+    except BaseException:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        raise
+    for temp, final in zip(temps, finals):
+        os.replace(temp, final)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder that replaces ``target`` when the block succeeds."""
+    final = Path(target)
+    temp = _temp_beside(final, directory=True)
+    try:
+        yield temp
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    if final.exists():
+        old = _temp_beside(final, directory=True)
+        os.rmdir(old)
+        os.replace(final, old)
+        os.replace(temp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(temp, final)

@@ -1,0 +1,79 @@
+"""Read plain-text corpora line by line, strictly: UTF-8, parallel, not empty."""
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+from . import DataError
+
+
+def decode_lines(raw: Iterable[bytes], label: str) -> Iterator[str]:
+    """Decode byte lines as UTF-8 without their line ending; ``label`` names the source in errors."""
+    for number, line in enumerate(raw, start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            bad = line[err.start:err.start + 1].hex()
+            raise DataError(
+                f"{label}:{number}: not valid UTF-8 (byte 0x{bad} at column {err.start + 1})"
+            ) from None
+        yield text.rstrip("\n").rstrip("\r")
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def read_lines(path: str | os.PathLike) -> Iterator[str]:
+    """Yield the lines of a text file (``.gz`` read transparently), checking UTF-8 per line."""
+    path = Path(path)
+    with _open_binary(path) as handle:
+        yield from decode_lines(handle, str(path))
+
+
+def count_lines(path: str | os.PathLike) -> int:
+    """Number of lines in a text file, each checked for UTF-8."""
+    return sum(1 for _ in read_lines(path))
+
+
+def read_parallel(src: str | os.PathLike, tgt: str | os.PathLike) -> Iterator[tuple[str, str]]:
+    """Yield aligned (source, target) lines; raise on the first sign of a bad corpus.
+
+    Errors name the file and line: a missing file, an empty corpus, a non-UTF-8 line, or one
+    side ending before the other.
+    """
+    src, tgt = Path(src), Path(tgt)
+    for path in (src, tgt):
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+    src_lines, tgt_lines = read_lines(src), read_lines(tgt)
+    number = 0
+    while True:
+        s = next(src_lines, None)
+        t = next(tgt_lines, None)
+        if s is None and t is None:
+            break
+        number += 1
+        if s is None or t is None:
+            short, long_ = (src, tgt) if s is None else (tgt, src)
+            rest = 1 + sum(1 for _ in (tgt_lines if s is None else src_lines))
+            if number == 1:
+                raise DataError(f"{short}: empty corpus (0 lines) but {long_} has {rest} lines")
+            raise DataError(
+                f"{long_}:{number}: line counts differ: {short} has {number - 1} lines, "
+                f"{long_} has {number - 1 + rest}"
+            )
+        yield s, t
+    if number == 0:
+        raise DataError(f"{src}: empty corpus (0 lines; {tgt} is empty too)")
+
+
+def check_parallel(src: str | os.PathLike, tgt: str | os.PathLike) -> int:
+    """Validate a parallel corpus (see :func:`read_parallel`) and return its number of lines."""
+    return sum(1 for _ in read_parallel(src, tgt))

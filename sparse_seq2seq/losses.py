@@ -1,0 +1,189 @@
+"""Fenchel–Young losses of the sparse mappings (Blondel et al. 2020; Peters et al. 2019, eq. 11).
+
+L_Ω(x; y) = Ω*(x) − x_y = pᵀx + H_α(p) − x_y with p = π_α(x) and the Tsallis entropy
+H_α(p) = (1 − Σ p_i^α)/(α(α−1)) (Shannon at α = 1). Its gradient in x is p − e_y, and in α
+it is ∂H_α/∂α at p (Danskin). Same functions and modules as the ``entmax`` package, with
+``ignore_index`` that may be any integer (negative too) and ``reduction`` in
+{"none", "sum", "mean", "elementwise_mean"}.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import torch
+from torch import nn
+
+from ._checks import check_alpha, check_input, check_k, check_n_iter, compute_dtype
+from .mappings import entmax15, entmax_bisect, sparsemax
+
+Alpha = Union[float, torch.Tensor]
+REDUCTIONS = ("none", "sum", "mean", "elementwise_mean")
+
+__all__ = ["sparsemax_loss", "entmax15_loss", "sparsemax_bisect_loss", "entmax_bisect_loss",
+           "SparsemaxLoss", "Entmax15Loss", "SparsemaxBisectLoss", "EntmaxBisectLoss",
+           "tsallis_entropy"]
+
+
+def tsallis_entropy(p: torch.Tensor, alpha: Alpha, dim: int = -1) -> torch.Tensor:
+    """H_α(p) = (1 − Σ p^α)/(α(α−1)); −Σ p log p where α = 1."""
+    if isinstance(alpha, (int, float)):
+        if alpha == 1:
+            return -torch.special.xlogy(p, p).sum(dim)
+        if alpha == 2:
+            return (1 - p.square().sum(dim)) / 2
+        return (1 - p.pow(alpha).sum(dim)) / (alpha * (alpha - 1))
+    am1 = (alpha - 1).squeeze(dim)
+    safe = torch.where(am1 == 0, torch.ones_like(am1), am1)
+    tsallis = (1 - p.pow(alpha).sum(dim)) / ((safe + 1) * safe)
+    return torch.where(am1 == 0, -torch.special.xlogy(p, p).sum(dim), tsallis)
+
+
+def _entropy_alpha_derivative(p: torch.Tensor, alpha: torch.Tensor, dim: int) -> torch.Tensor:
+    """∂H_α(p)/∂α = −Σ p^α log p / (α(α−1)) − (1 − Σ p^α)(2α − 1)/(α(α−1))²."""
+    a = alpha.squeeze(dim)
+    scale = a * (a - 1)
+    p_alpha = p.pow(alpha)
+    first = -torch.where(p > 0, p_alpha * torch.where(p > 0, p, 1.0).log(), 0.0).sum(dim) / scale
+    return first - (1 - p_alpha.sum(dim)) * (2 * a - 1) / scale.square()
+
+
+class FenchelYoungLossFunction(torch.autograd.Function):
+    """Loss values per row; the mapping runs once, without building a graph."""
+
+    @staticmethod
+    def forward(ctx, X: torch.Tensor, target: torch.Tensor, alpha: Alpha,
+                mapping: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            p = mapping(X)
+            gold = X.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+            finite_x = torch.where(p > 0, X, 0.0)  # −inf scores carry no mass
+            loss = (p * finite_x).sum(-1) - gold + tsallis_entropy(p, alpha)
+        ctx.alpha_is_tensor = isinstance(alpha, torch.Tensor)
+        ctx.save_for_backward(p, target, *( [alpha] if ctx.alpha_is_tensor else [] ))
+        return loss.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        p, target, *rest = ctx.saved_tensors
+        grad_x = p.clone()
+        grad_x.scatter_add_(-1, target.unsqueeze(-1), -torch.ones_like(p[..., :1]))
+        grad_x.mul_(grad.unsqueeze(-1))
+        grad_alpha = None
+        if ctx.alpha_is_tensor and ctx.needs_input_grad[2]:
+            (alpha,) = rest
+            a = alpha.expand(*p.shape[:-1], 1)
+            grad_alpha = (grad * _entropy_alpha_derivative(p, a, -1)).unsqueeze(-1)
+            grad_alpha = grad_alpha.sum_to_size(alpha.shape)
+        return grad_x, None, grad_alpha, None
+
+
+def _fy_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha,
+             mapping: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    check_input(X, -1)
+    if not isinstance(target, torch.Tensor) or target.dtype not in (torch.int64, torch.int32):
+        raise TypeError("target must be an integer (long) tensor of class indices")
+    if tuple(target.shape) != tuple(X.shape[:-1]):
+        raise ValueError(f"target of shape {tuple(target.shape)} must match X of shape "
+                         f"{tuple(X.shape)} without its last (class) dimension")
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= X.shape[-1]):
+        raise ValueError(f"target values must be in [0, {X.shape[-1]}), got "
+                         f"[{int(target.min())}, {int(target.max())}]")
+    Xc = X.to(compute_dtype(X))
+    if isinstance(alpha, torch.Tensor):
+        alpha = alpha.to(Xc.dtype)
+    loss = FenchelYoungLossFunction.apply(Xc, target.long(), alpha, mapping)
+    return loss.to(X.dtype)
+
+
+def sparsemax_loss(X: torch.Tensor, target: torch.Tensor, k: Optional[int] = None) -> torch.Tensor:
+    """Sparsemax loss per row (Martins & Astudillo 2016, eq. 18); ``k`` is checked and unused."""
+    check_k(k)
+    return _fy_loss(X, target, 2.0, sparsemax)
+
+
+def entmax15_loss(X: torch.Tensor, target: torch.Tensor, k: Optional[int] = None) -> torch.Tensor:
+    """1.5-entmax loss per row; ``k`` is checked and unused."""
+    check_k(k)
+    return _fy_loss(X, target, 1.5, entmax15)
+
+
+def sparsemax_bisect_loss(X: torch.Tensor, target: torch.Tensor, n_iter: int = 50) -> torch.Tensor:
+    check_n_iter(n_iter)
+    return _fy_loss(X, target, 2.0, sparsemax)
+
+
+def entmax_bisect_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha = 1.5,
+                       n_iter: int = 50) -> torch.Tensor:
+    """α-entmax loss per row; α a float or a tensor with one α per row, differentiable."""
+    check_n_iter(n_iter)
+    check_input(X, -1)
+    alpha = check_alpha(alpha, X, X.dim() - 1)
+    return _fy_loss(X, target, alpha, lambda Z: entmax_bisect(Z, alpha, -1, n_iter))
+
+
+class _FYLoss(nn.Module):
+    def __init__(self, ignore_index: int = -100, reduction: str = "elementwise_mean"):
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+        self.ignore_index, self.reduction = ignore_index, reduction
+
+    def loss(self, X: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, X: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ignored = target == self.ignore_index
+        loss = self.loss(X, torch.where(ignored, torch.zeros_like(target), target))
+        loss = loss.masked_fill(ignored, 0.0)
+        if self.reduction == "none":
+            return loss
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss.sum() / (ignored.numel() - int(ignored.sum())) if not bool(ignored.all()) \
+            else loss.sum()
+
+
+class SparsemaxLoss(_FYLoss):
+    def __init__(self, k: Optional[int] = None, ignore_index: int = -100,
+                 reduction: str = "elementwise_mean"):
+        check_k(k)
+        super().__init__(ignore_index, reduction)
+        self.k = k
+
+    def loss(self, X, target):
+        return sparsemax_loss(X, target, self.k)
+
+
+class Entmax15Loss(_FYLoss):
+    def __init__(self, k: Optional[int] = None, ignore_index: int = -100,
+                 reduction: str = "elementwise_mean"):
+        check_k(k)
+        super().__init__(ignore_index, reduction)
+        self.k = k
+
+    def loss(self, X, target):
+        return entmax15_loss(X, target, self.k)
+
+
+class SparsemaxBisectLoss(_FYLoss):
+    def __init__(self, n_iter: int = 50, ignore_index: int = -100,
+                 reduction: str = "elementwise_mean"):
+        check_n_iter(n_iter)
+        super().__init__(ignore_index, reduction)
+        self.n_iter = n_iter
+
+    def loss(self, X, target):
+        return sparsemax_bisect_loss(X, target, self.n_iter)
+
+
+class EntmaxBisectLoss(_FYLoss):
+    def __init__(self, alpha: Alpha = 1.5, n_iter: int = 50, ignore_index: int = -100,
+                 reduction: str = "elementwise_mean"):
+        check_n_iter(n_iter)
+        super().__init__(ignore_index, reduction)
+        self.alpha, self.n_iter = alpha, n_iter
+
+    def loss(self, X, target):
+        return entmax_bisect_loss(X, target, self.alpha, self.n_iter)

@@ -1,0 +1,289 @@
+"""Sparse alternatives to softmax: sparsemax, 1.5-entmax, α-entmax and top-k sparsemax.
+
+Drop-in for the ``entmax`` package: same function names, signatures and modules, so
+``from entmax import entmax15`` becomes ``from sparse_seq2seq import entmax15``.
+Differences inside (the results agree; see tests/test_mappings.py):
+
+* no sorting: thresholds come from the root finders in :mod:`sparse_seq2seq.thresholds`,
+  so ``k`` (the partial-sort size of the entmax package) is accepted, checked and ignored;
+  ``n_iter`` of the bisection functions caps Newton iterations, which stop at convergence;
+* α may be any value > 0, a float or a tensor with one α per row (α = 1 is softmax);
+* half-precision inputs are computed in float32 and returned in their own dtype;
+* a row that is entirely −inf maps to zeros.
+
+Every mapping is π_α(x) = argmax_{p∈Δ} p·x + H^T_α(p) (Tsallis entropy; Peters, Niculae &
+Martins 2019, eq. 8), p_i = [1 + (α−1)(x_i − τ)]_+^{1/(α−1)}, with Jacobian
+diag(s) − s sᵀ/Σs for s = p^{2−α} (Correia et al. 2019, eq. 10).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from ._checks import check_alpha, check_input, check_k, check_n_iter, compute_dtype
+from .thresholds import entmax15_threshold, entmax_threshold, qexp_probs, sparsemax_threshold
+
+Alpha = Union[float, torch.Tensor]
+
+__all__ = [
+    "sparsemax", "entmax15", "sparsemax_bisect", "entmax_bisect", "topk_sparsemax",
+    "Sparsemax", "Entmax15", "SparsemaxBisect", "EntmaxBisect", "EntmaxAlpha",
+]
+
+
+def _shift(X: torch.Tensor, dim: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Subtract the row max; rows that are all −inf become zeros and are reported."""
+    max_val = X.amax(dim, keepdim=True)
+    dead = torch.isneginf(max_val)
+    if bool(dead.any()):
+        return torch.where(dead, 0.0, X - torch.where(dead, 0.0, max_val)), dead
+    return X - max_val, None
+
+
+def _kill(p: torch.Tensor, dead: Optional[torch.Tensor]) -> torch.Tensor:
+    return p if dead is None else p.masked_fill_(dead, 0.0)
+
+
+def _jacobian_vector(p_slope: torch.Tensor, grad: torch.Tensor, dim: int) -> torch.Tensor:
+    """(diag(s) − s sᵀ/Σs) g for s = p^{2−α}."""
+    weighted = grad * p_slope
+    total = p_slope.sum(dim, keepdim=True)
+    mean = weighted.sum(dim, keepdim=True) / total.clamp_min(torch.finfo(grad.dtype).tiny)
+    return weighted.sub_(p_slope * mean)
+
+
+class SparsemaxFunction(torch.autograd.Function):
+    """sparsemax(x) = argmin_{p∈Δ} ‖p − x‖² (Martins & Astudillo 2016, eq. 2)."""
+
+    @staticmethod
+    def forward(ctx, X: torch.Tensor, dim: int) -> torch.Tensor:
+        Z, dead = _shift(X, dim)
+        tau = sparsemax_threshold(Z, dim)
+        p = _kill(torch.where(Z > tau, Z - tau, 0.0), dead)
+        ctx.dim = dim
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (p,) = ctx.saved_tensors
+        support = p > 0
+        size = support.sum(ctx.dim, keepdim=True).clamp_min(1)
+        masked = torch.where(support, grad, 0.0)
+        mean = masked.sum(ctx.dim, keepdim=True) / size
+        return torch.where(support, masked - mean, 0.0), None
+
+
+class Entmax15Function(torch.autograd.Function):
+    """1.5-entmax: p_i = [x_i/2 − τ]_+² (Peters, Niculae & Martins 2019, eq. 10)."""
+
+    @staticmethod
+    def forward(ctx, X: torch.Tensor, dim: int) -> torch.Tensor:
+        Z, dead = _shift(X, dim)
+        Z = Z.mul_(0.5)
+        tau = entmax15_threshold(Z, dim)
+        p = _kill((Z - tau).clamp_(min=0).square_(), dead)
+        ctx.dim = dim
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (p,) = ctx.saved_tensors
+        return _jacobian_vector(p.sqrt(), grad, ctx.dim), None
+
+
+class EntmaxBisectFunction(torch.autograd.Function):
+    """α-entmax with gradients in x and α (Correia, Niculae & Martins 2019, Prop. 1)."""
+
+    @staticmethod
+    def forward(ctx, X: torch.Tensor, alpha: Alpha, dim: int, n_iter: int,
+                ensure_sum_one: bool) -> torch.Tensor:
+        Z, dead = _shift(X, dim)
+        tau = entmax_threshold(Z, alpha, dim, n_iter)
+        am1 = alpha - 1 if not isinstance(alpha, torch.Tensor) else (alpha - 1).to(X.dtype)
+        p = qexp_probs(Z, tau, am1)
+        if ensure_sum_one:
+            p = p.div_(p.sum(dim, keepdim=True).clamp_min(torch.finfo(X.dtype).tiny))
+        p = _kill(p, dead)
+        ctx.dim = dim
+        ctx.alpha_is_tensor = isinstance(alpha, torch.Tensor)
+        if ctx.alpha_is_tensor:
+            ctx.save_for_backward(p, alpha)
+        else:
+            ctx.alpha = alpha
+            ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        if ctx.alpha_is_tensor:
+            p, alpha = ctx.saved_tensors
+            am1 = (alpha - 1).to(p.dtype)
+        else:
+            (p,) = ctx.saved_tensors
+            alpha, am1 = ctx.alpha, ctx.alpha - 1
+        dim = ctx.dim
+        support = p > 0
+        log_p = torch.where(support, p, 1.0).log_()
+        slope = torch.where(support, torch.exp((1 - am1) * log_p), 0.0)  # p^{2−α}
+        grad_x = _jacobian_vector(slope, grad, dim) if ctx.needs_input_grad[0] else None
+        grad_alpha = None
+        if ctx.alpha_is_tensor and ctx.needs_input_grad[1]:
+            grad_alpha = _alpha_gradient(p, log_p, slope, grad, am1, dim).sum_to_size(alpha.shape)
+        return grad_x, grad_alpha, None, None, None
+
+
+def _alpha_gradient(p, log_p, slope, grad, am1, dim):
+    """gᵀ ∂p/∂α with ∂p/∂α = (p − p̃)/(α−1)² + (h − p̃ Σh)/(α−1), h = −p log p,
+    p̃ = p^{2−α}/Σ p^{2−α} (Correia et al. 2019, Prop. 1); near α = 1 its limit
+    −½ (diag(p) − p pᵀ) log² p, the derivative of softmax-entmax at α = 1."""
+    skewed = slope / slope.sum(dim, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
+    g_p = (grad * p).sum(dim, keepdim=True)
+    g_skewed = (grad * skewed).sum(dim, keepdim=True)
+    p_log_p = p * log_p
+    entropy = -p_log_p.sum(dim, keepdim=True)
+    g_h = -(grad * p_log_p).sum(dim, keepdim=True)
+    near = 1e-7 if p.dtype == torch.float64 else 1e-4
+    safe = torch.where(am1.abs() < near, torch.ones_like(am1), am1)
+    closed = (g_p - g_skewed) / safe.square() + (g_h - g_skewed * entropy) / safe
+    p_log2 = p_log_p * log_p
+    limit = -0.5 * ((grad * p_log2).sum(dim, keepdim=True) - g_p * p_log2.sum(dim, keepdim=True))
+    return torch.where(am1.abs() < near, limit, closed)
+
+
+def _in_compute_dtype(X: torch.Tensor):
+    return X.to(compute_dtype(X))
+
+
+def sparsemax(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.Tensor:
+    """sparsemax along ``dim`` (Martins & Astudillo 2016); ``k`` is checked and unused."""
+    dim = check_input(X, dim)
+    check_k(k)
+    return SparsemaxFunction.apply(_in_compute_dtype(X), dim).to(X.dtype)
+
+
+def entmax15(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.Tensor:
+    """1.5-entmax along ``dim`` (Peters et al. 2019); ``k`` is checked and unused."""
+    dim = check_input(X, dim)
+    check_k(k)
+    return Entmax15Function.apply(_in_compute_dtype(X), dim).to(X.dtype)
+
+
+def sparsemax_bisect(X: torch.Tensor, dim: int = -1, n_iter: int = 50,
+                     ensure_sum_one: bool = True) -> torch.Tensor:
+    """sparsemax by root finding; here the exact finite Newton iteration of :func:`sparsemax`."""
+    check_n_iter(n_iter)
+    return sparsemax(X, dim)
+
+
+def entmax_bisect(X: torch.Tensor, alpha: Alpha = 1.5, dim: int = -1, n_iter: int = 50,
+                  ensure_sum_one: bool = True) -> torch.Tensor:
+    """α-entmax along ``dim``: α > 0 a float, or a tensor broadcastable to X with size 1
+    along ``dim`` (one α per row), differentiable. α = 1 is softmax, α = 2 sparsemax."""
+    dim = check_input(X, dim)
+    check_n_iter(n_iter)
+    alpha = check_alpha(alpha, X, dim)
+    Xc = _in_compute_dtype(X)
+    if not isinstance(alpha, torch.Tensor):
+        if alpha == 1:
+            return torch.softmax(Xc, dim).to(X.dtype)
+        return EntmaxBisectFunction.apply(Xc, alpha, dim, n_iter, ensure_sum_one).to(X.dtype)
+    alpha = alpha.to(Xc.dtype)
+    return EntmaxBisectFunction.apply(Xc, alpha, dim, n_iter, ensure_sum_one).to(X.dtype)
+
+
+def topk_sparsemax(X: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
+    """sparsemax restricted to the k largest scores, zero elsewhere (Correia et al. 2020,
+    §3.2). Equals sparsemax whenever the sparsemax support has at most k elements."""
+    dim = check_input(X, dim)
+    check_k(k, required=True)
+    if k >= X.shape[dim]:
+        return sparsemax(X, dim)
+    values, index = X.topk(k, dim)
+    return torch.zeros_like(X).scatter(dim, index, sparsemax(values, dim))
+
+
+class Sparsemax(nn.Module):
+    def __init__(self, dim: int = -1, k: Optional[int] = None):
+        super().__init__()
+        check_k(k)
+        self.dim, self.k = dim, k
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return sparsemax(X, self.dim, self.k)
+
+
+class Entmax15(nn.Module):
+    def __init__(self, dim: int = -1, k: Optional[int] = None):
+        super().__init__()
+        check_k(k)
+        self.dim, self.k = dim, k
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return entmax15(X, self.dim, self.k)
+
+
+class SparsemaxBisect(nn.Module):
+    def __init__(self, dim: int = -1, n_iter: int = 50):
+        super().__init__()
+        check_n_iter(n_iter)
+        self.dim, self.n_iter = dim, n_iter
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return sparsemax_bisect(X, self.dim, self.n_iter)
+
+
+class EntmaxBisect(nn.Module):
+    def __init__(self, alpha: Alpha = 1.5, dim: int = -1, n_iter: int = 50):
+        super().__init__()
+        check_n_iter(n_iter)
+        self.alpha, self.dim, self.n_iter = alpha, dim, n_iter
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return entmax_bisect(X, self.alpha, self.dim, self.n_iter)
+
+
+class EntmaxAlpha(nn.Module):
+    """α-entmax with one learned α per head, α = 1 + sigmoid(a) ∈ (1, 2] (Correia et al.
+    2019, §3.2). ``alpha_init`` is a number in (1, 2] or ``"random"`` (uniform in (1, 2));
+    ``head_dim`` is the axis of X that indexes heads."""
+
+    def __init__(self, num_heads: int, dim: int = -1, alpha_init: Union[float, str] = 1.5,
+                 head_dim: int = 1, n_iter: int = 50):
+        super().__init__()
+        if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads <= 0:
+            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}")
+        self.num_heads, self.dim, self.head_dim, self.n_iter = num_heads, dim, head_dim, n_iter
+        self.alpha_logit = nn.Parameter(alpha_logits(num_heads, alpha_init))
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return 1 + torch.sigmoid(self.alpha_logit).clamp(min=1e-4)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        shape = [1] * X.dim()
+        shape[self.head_dim] = self.num_heads
+        return entmax_bisect(X, self.alpha.view(shape), self.dim, self.n_iter)
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.num_heads}, dim={self.dim}, head_dim={self.head_dim}"
+
+
+def alpha_logits(num_heads: int, alpha_init: Union[float, str]) -> torch.Tensor:
+    """Logits a with 1 + sigmoid(a) = alpha_init (α = 2 is approached as 1.999)."""
+    if isinstance(alpha_init, str):
+        if alpha_init != "random":
+            try:
+                alpha_init = float(alpha_init)
+            except ValueError:
+                raise ValueError(f"alpha_init must be a number in (1, 2] or 'random', "
+                                 f"got {alpha_init!r}") from None
+        else:
+            return torch.logit(torch.empty(num_heads).uniform_(0.05, 0.95))
+    if not 1 < float(alpha_init) <= 2:
+        raise ValueError(f"alpha_init must be in (1, 2], got {alpha_init!r}")
+    frac = min(float(alpha_init) - 1, 0.999)
+    return torch.full((num_heads,), float(torch.logit(torch.tensor(frac, dtype=torch.float64))))

@@ -1,0 +1,137 @@
+"""SparseMAP over bit vectors against brute force over all 2^D structures (D <= 6), float64."""
+import itertools
+
+import pytest
+import torch
+
+from sparse_seq2seq.mappings import sparsemax
+from sparse_seq2seq.sparsemap import bitvector_map, sparsemap_bitvector
+
+torch.set_default_dtype(torch.float64)
+
+
+def all_structures(dim, budget=None):
+    rows = [r for r in itertools.product((0.0, 1.0), repeat=dim) if budget is None or sum(r) <= budget]
+    return torch.tensor(rows)  # (|Z|, D)
+
+
+def qp_objective(p, structures, eta):
+    mu = p @ structures
+    return p @ (structures @ eta) - 0.5 * mu @ mu
+
+
+def brute_force_qp(eta, budget=None, iters=1500):
+    """argmax_{p in simplex over every structure} θᵀp − ½‖Mp‖² by accelerated projected gradient."""
+    z = all_structures(eta.shape[0], budget)
+    theta, gram = z @ eta, z @ z.T
+    step = 1.0 / torch.linalg.eigvalsh(gram).max()
+    p = torch.full((z.shape[0],), 1.0 / z.shape[0])
+    y, t = p.clone(), 1.0
+    for _ in range(iters):
+        p_next = sparsemax(y + step * (theta - gram @ y), dim=-1)
+        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        y = p_next + (t - 1) / t_next * (p_next - p)
+        p, t = p_next, t_next
+    return p, z
+
+
+def cases():
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for dim in range(1, 7):
+        for budget in (None, max(1, dim // 2)):
+            for shift in (0.0, 0.5):
+                out.append((dim, budget, torch.randn(dim, generator=gen) + shift))
+    return out
+
+
+@pytest.mark.parametrize("dim,budget,eta", cases())
+def test_matches_brute_force_qp(dim, budget, eta):
+    res = sparsemap_bitvector(eta.unsqueeze(0), budget=budget)
+    probs, structs, mask = res.probs[0], res.structures[0], res.mask[0]
+    p, z = probs[mask], structs[mask]
+    assert torch.all(p > 0) and torch.allclose(p.sum(), torch.tensor(1.0))
+    assert p.numel() <= dim + 1  # Carathéodory
+    if budget is not None:
+        assert torch.all(z.sum(-1) <= budget)
+    ours = p @ (z @ eta) - 0.5 * (p @ z) @ (p @ z)
+    ref_p, ref_z = brute_force_qp(eta, budget)
+    ref = qp_objective(ref_p, ref_z, eta)
+    assert ours >= ref - 1e-9, "active set found a worse point than the full-simplex QP"
+    assert ours - ref < 1e-5
+    assert torch.allclose(p @ z, ref_p @ ref_z, atol=2e-2)
+    # Exact optimality certificate over all structures: zᵀ(η − μ) <= τ, equality on the support.
+    mu = p @ z
+    scores = all_structures(dim, budget) @ (eta - mu)
+    tau = (z @ (eta - mu)).max()
+    assert torch.allclose(z @ (eta - mu), tau.expand(p.numel()), atol=1e-9)
+    assert scores.max() <= tau + 1e-9
+
+
+def test_cube_marginals_are_the_clipped_scores():
+    eta = torch.randn(16, 12, generator=torch.Generator().manual_seed(1)) * 1.5 + 0.5
+    res = sparsemap_bitvector(eta)
+    mu = (res.probs.unsqueeze(-1) * res.structures).sum(1)
+    assert torch.allclose(mu, eta.clamp(0, 1), atol=1e-9)
+
+
+def test_confident_scores_give_a_single_structure():
+    eta = torch.tensor([[3.0, -2.0, 1.5, -4.0]])
+    res = sparsemap_bitvector(eta)
+    assert int(res.mask.sum()) == 1
+    assert torch.equal(res.structures[0][res.mask[0]][0], torch.tensor([1.0, 0.0, 1.0, 0.0]))
+
+
+def test_map_oracle_with_budget():
+    scores = torch.tensor([[0.5, -1.0, 2.0, 0.1, 3.0]])
+    assert torch.equal(bitvector_map(scores), torch.tensor([[1.0, 0.0, 1.0, 1.0, 1.0]]))
+    assert torch.equal(bitvector_map(scores, budget=2), torch.tensor([[0.0, 0.0, 1.0, 0.0, 1.0]]))
+    assert torch.equal(bitvector_map(-scores.abs(), budget=2), torch.zeros(1, 5))
+
+
+@pytest.mark.parametrize("budget", [None, 2])
+def test_backward_matches_finite_differences(budget):
+    """Closed-form backward vs central differences of the forward, for an expected loss Σ p ℓ(z).
+
+    The decomposition of μ into structures is unique here (one fractional coordinate without a
+    budget; two fractional coordinates on an active budget), so Σ p ℓ(z) is smooth in η.
+    """
+    gen = torch.Generator().manual_seed(3)
+    base = torch.tensor([[2.0, 0.4, -1.0, 1.7, -0.5], [-2.0, 1.5, 0.7, -0.3, 3.0]])
+    if budget is not None:
+        base = torch.tensor([[2.0, 0.8, 0.6, -1.0, -2.0], [0.9, -1.0, 3.0, -2.0, 0.7]])
+    eta = (base + 0.05 * torch.randn(base.shape, generator=gen)).requires_grad_()
+    weights = torch.randn(5, generator=gen)
+
+    def expected(e):
+        res = sparsemap_bitvector(e, budget=budget)
+        losses = torch.sin(res.structures @ weights) + res.structures.sum(-1) ** 2
+        return (res.probs * losses).sum()
+
+    res = sparsemap_bitvector(eta, budget=budget)
+    assert torch.equal(res.mask.sum(1), torch.tensor([2, 2]))
+    assert torch.autograd.gradcheck(expected, (eta,), eps=1e-6, atol=1e-6)
+
+
+def test_linear_loss_gradient_is_the_projection_jacobian():
+    """For ℓ(z) = cᵀz, E_p[ℓ] = cᵀμ and μ = clip(η, 0, 1): the gradient is c on fractional coordinates."""
+    gen = torch.Generator().manual_seed(4)
+    eta = (torch.randn(8, 6, generator=gen) + 0.5).requires_grad_()
+    c = torch.randn(6, generator=gen)
+    res = sparsemap_bitvector(eta)
+    (res.probs * (res.structures @ c)).sum().backward()
+    fractional = ((eta > 0) & (eta < 1)).to(eta.dtype)
+    assert torch.allclose(eta.grad, fractional * c, atol=1e-9)
+
+
+def test_batched_equals_one_by_one_and_float32():
+    eta = torch.randn(6, 10, generator=torch.Generator().manual_seed(5)) + 0.3
+    batched = sparsemap_bitvector(eta, budget=4)
+    for i in range(eta.shape[0]):
+        single = sparsemap_bitvector(eta[i: i + 1], budget=4)
+        mu_b = (batched.probs[i].unsqueeze(-1) * batched.structures[i]).sum(0)
+        mu_s = (single.probs[0].unsqueeze(-1) * single.structures[0]).sum(0)
+        assert torch.allclose(mu_b, mu_s, atol=1e-9)
+    res32 = sparsemap_bitvector(eta.float(), budget=4)
+    assert res32.probs.dtype == torch.float32
+    assert torch.allclose(res32.probs.sum(1), torch.ones(6, dtype=torch.float32))
