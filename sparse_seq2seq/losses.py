@@ -48,7 +48,8 @@ def _entropy_alpha_derivative(p: torch.Tensor, alpha: torch.Tensor, dim: int) ->
 
 
 class FenchelYoungLossFunction(torch.autograd.Function):
-    """Loss values per row; the mapping runs once, without building a graph."""
+    """Loss values per row and the (non-differentiable) probabilities p = π_α(x); the
+    mapping runs once, without building a graph."""
 
     @staticmethod
     def forward(ctx, X: torch.Tensor, target: torch.Tensor, alpha: Alpha,
@@ -59,11 +60,12 @@ class FenchelYoungLossFunction(torch.autograd.Function):
             finite_x = torch.where(p > 0, X, 0.0)  # −inf scores carry no mass
             loss = (p * finite_x).sum(-1) - gold + tsallis_entropy(p, alpha)
         ctx.alpha_is_tensor = isinstance(alpha, torch.Tensor)
-        ctx.save_for_backward(p, target, *( [alpha] if ctx.alpha_is_tensor else [] ))
-        return loss.clamp_min(0)
+        ctx.save_for_backward(p, target, *([alpha] if ctx.alpha_is_tensor else []))
+        ctx.mark_non_differentiable(p)
+        return loss.clamp_min(0), p
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: torch.Tensor, _grad_p: torch.Tensor):
         p, target, *rest = ctx.saved_tensors
         grad_x = p.clone()
         grad_x.scatter_add_(-1, target.unsqueeze(-1), -torch.ones_like(p[..., :1]))
@@ -79,6 +81,12 @@ class FenchelYoungLossFunction(torch.autograd.Function):
 
 def _fy_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha,
              mapping: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    return loss_and_probs(X, target, alpha, mapping)[0]
+
+
+def loss_and_probs(X: torch.Tensor, target: torch.Tensor, alpha: Alpha,
+                   mapping: Callable[[torch.Tensor], torch.Tensor]):
+    """(loss per row in X's dtype, p = mapping(X) in the compute dtype, no gradient)."""
     check_input(X, -1)
     if not isinstance(target, torch.Tensor) or target.dtype not in (torch.int64, torch.int32):
         raise TypeError("target must be an integer (long) tensor of class indices")
@@ -91,8 +99,8 @@ def _fy_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha,
     Xc = X.to(compute_dtype(X))
     if isinstance(alpha, torch.Tensor):
         alpha = alpha.to(Xc.dtype)
-    loss = FenchelYoungLossFunction.apply(Xc, target.long(), alpha, mapping)
-    return loss.to(X.dtype)
+    loss, p = FenchelYoungLossFunction.apply(Xc, target.long(), alpha, mapping)
+    return loss.to(X.dtype), p
 
 
 def sparsemax_loss(X: torch.Tensor, target: torch.Tensor, k: Optional[int] = None) -> torch.Tensor:

@@ -1,0 +1,7 @@
+"""The fairseq side of sparse_seq2seq: importing this package registers the models,
+architectures, criterion, task and scorer (``fairseq-train --user-dir user_dir``)."""
+from .safe_loading import allow_fairseq_checkpoint_globals
+
+allow_fairseq_checkpoint_globals()
+
+from . import entmax_loss, entmax_transformer, scoring  # noqa: E402,F401  (registration)
