@@ -22,6 +22,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import nn
 
+from . import fused
 from ._checks import check_alpha, check_input, check_k, check_n_iter, compute_dtype
 from .thresholds import entmax15_threshold, entmax_threshold, qexp_probs, sparsemax_threshold
 
@@ -59,9 +60,11 @@ class SparsemaxFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X: torch.Tensor, dim: int) -> torch.Tensor:
-        Z, dead = _shift(X, dim)
-        tau = sparsemax_threshold(Z, dim)
-        p = _kill(torch.where(Z > tau, Z - tau, 0.0), dead)
+        p = _fused_forward("sparsemax", fused.sparsemax_rows, X, dim)
+        if p is None:
+            Z, dead = _shift(X, dim)
+            tau = sparsemax_threshold(Z, dim)
+            p = _kill(torch.where(Z > tau, Z - tau, 0.0), dead)
         ctx.dim = dim
         ctx.save_for_backward(p)
         return p
@@ -69,6 +72,10 @@ class SparsemaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (p,) = ctx.saved_tensors
+        if fused.applies(p):
+            grad_x = _fused_backward("sparsemax_bwd", fused.sparsemax_backward_rows, p, grad, ctx.dim)
+            if grad_x is not None:
+                return grad_x, None
         support = p > 0
         size = support.sum(ctx.dim, keepdim=True).clamp_min(1)
         masked = torch.where(support, grad, 0.0)
@@ -81,10 +88,12 @@ class Entmax15Function(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X: torch.Tensor, dim: int) -> torch.Tensor:
-        Z, dead = _shift(X, dim)
-        Z = Z.mul_(0.5)
-        tau = entmax15_threshold(Z, dim)
-        p = _kill((Z - tau).clamp_(min=0).square_(), dead)
+        p = _fused_forward("entmax15", fused.entmax15_rows, X, dim)
+        if p is None:
+            Z, dead = _shift(X, dim)
+            Z = Z.mul_(0.5)
+            tau = entmax15_threshold(Z, dim)
+            p = _kill((Z - tau).clamp_(min=0).square_(), dead)
         ctx.dim = dim
         ctx.save_for_backward(p)
         return p
@@ -92,6 +101,10 @@ class Entmax15Function(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (p,) = ctx.saved_tensors
+        if fused.applies(p):
+            grad_x = _fused_backward("entmax15_bwd", fused.entmax15_backward_rows, p, grad, ctx.dim)
+            if grad_x is not None:
+                return grad_x, None
         return _jacobian_vector(p.sqrt(), grad, ctx.dim), None
 
 
@@ -101,13 +114,20 @@ class EntmaxBisectFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X: torch.Tensor, alpha: Alpha, dim: int, n_iter: int,
                 ensure_sum_one: bool) -> torch.Tensor:
-        Z, dead = _shift(X, dim)
-        tau = entmax_threshold(Z, alpha, dim, n_iter)
-        am1 = alpha - 1 if not isinstance(alpha, torch.Tensor) else (alpha - 1).to(X.dtype)
-        p = qexp_probs(Z, tau, am1)
-        if ensure_sum_one:
-            p = p.div_(p.sum(dim, keepdim=True).clamp_min(torch.finfo(X.dtype).tiny))
-        p = _kill(p, dead)
+        am1_rows = _fused_alpha_rows(X, alpha, dim)
+        p = None
+        if am1_rows is not None:
+            out = fused.run("entmax", fused.entmax_rows, fused.to_rows(X, dim), am1_rows)
+            if out is not None and float(out[1]) <= 1e3 * torch.finfo(X.dtype).eps:
+                p = fused.from_rows(out[0], X, dim)
+        if p is None:
+            Z, dead = _shift(X, dim)
+            tau = entmax_threshold(Z, alpha, dim, n_iter)
+            am1 = alpha - 1 if not isinstance(alpha, torch.Tensor) else (alpha - 1).to(X.dtype)
+            p = qexp_probs(Z, tau, am1)
+            if ensure_sum_one:
+                p = p.div_(p.sum(dim, keepdim=True).clamp_min(torch.finfo(X.dtype).tiny))
+            p = _kill(p, dead)
         ctx.dim = dim
         ctx.alpha_is_tensor = isinstance(alpha, torch.Tensor)
         if ctx.alpha_is_tensor:
@@ -126,6 +146,17 @@ class EntmaxBisectFunction(torch.autograd.Function):
             (p,) = ctx.saved_tensors
             alpha, am1 = ctx.alpha, ctx.alpha - 1
         dim = ctx.dim
+        am1_rows = _fused_alpha_rows(p, alpha, dim)
+        if am1_rows is not None:
+            out = fused.run("entmax_bwd", fused.entmax_backward_rows, fused.to_rows(p, dim),
+                            fused.to_rows(grad, dim), am1_rows)
+            if out is not None:
+                grad_x = fused.from_rows(out[0], p, dim)
+                grad_alpha = None
+                if ctx.alpha_is_tensor and ctx.needs_input_grad[1]:
+                    grad_alpha = fused.from_rows(out[1], p.narrow(dim, 0, 1), dim)
+                    grad_alpha = grad_alpha.sum_to_size(alpha.shape)
+                return grad_x, grad_alpha, None, None, None
         support = p > 0
         log_p = torch.where(support, p, 1.0).log_()
         slope = torch.where(support, torch.exp((1 - am1) * log_p), 0.0)  # p^{2−α}
@@ -134,6 +165,39 @@ class EntmaxBisectFunction(torch.autograd.Function):
         if ctx.alpha_is_tensor and ctx.needs_input_grad[1]:
             grad_alpha = _alpha_gradient(p, log_p, slope, grad, am1, dim).sum_to_size(alpha.shape)
         return grad_x, grad_alpha, None, None, None
+
+
+def _fused_forward(name, kernel, X, dim):
+    """Run a fused forward kernel when it applies and settled every row; else None."""
+    if not fused.applies(X):
+        return None
+    out = fused.run(name, kernel, fused.to_rows(X, dim))
+    if out is None or bool(out[-1] if name == "sparsemax" else
+                           out[-1] > 1e2 * torch.finfo(X.dtype).eps):
+        return None
+    return fused.from_rows(out[0], X, dim)
+
+
+def _fused_backward(name, kernel, p, grad, dim):
+    out = fused.run(name, kernel, fused.to_rows(p, dim), fused.to_rows(grad, dim))
+    return None if out is None else fused.from_rows(out, p, dim)
+
+
+def _fused_alpha_rows(X: torch.Tensor, alpha: Alpha, dim: int):
+    """α − 1 as an (n, 1) column for the fused kernels, or None where they do not apply
+    (α outside [1.001, 2], where the closed forms lose precision or the start is wrong)."""
+    if not fused.applies(X):
+        return None
+    shape = list(X.shape)
+    shape[dim] = 1
+    if isinstance(alpha, torch.Tensor):
+        am1 = (alpha.to(X.dtype) - 1).expand(shape)
+        if not bool(((am1 >= 1e-3) & (am1 <= 1)).all()):
+            return None
+        return fused.to_rows(am1, dim)
+    if not 1e-3 <= alpha - 1 <= 1:
+        return None
+    return torch.full((X.numel() // X.shape[dim], 1), alpha - 1.0, dtype=X.dtype, device=X.device)
 
 
 def _alpha_gradient(p, log_p, slope, grad, am1, dim):
@@ -189,7 +253,9 @@ def entmax_bisect(X: torch.Tensor, alpha: Alpha = 1.5, dim: int = -1, n_iter: in
     Xc = _in_compute_dtype(X)
     if not isinstance(alpha, torch.Tensor):
         if alpha == 1:
-            return torch.softmax(Xc, dim).to(X.dtype)
+            dead = torch.isneginf(Xc.amax(dim, keepdim=True))
+            live = torch.where(dead, torch.zeros_like(Xc), Xc)
+            return torch.softmax(live, dim).masked_fill(dead, 0.0).to(X.dtype)
         return EntmaxBisectFunction.apply(Xc, alpha, dim, n_iter, ensure_sum_one).to(X.dtype)
     alpha = alpha.to(Xc.dtype)
     return EntmaxBisectFunction.apply(Xc, alpha, dim, n_iter, ensure_sum_one).to(X.dtype)

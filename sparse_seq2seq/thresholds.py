@@ -88,7 +88,7 @@ def _qexp_general(Z: torch.Tensor, tau: torch.Tensor, am1: torch.Tensor):
     shifted = Z - tau
     is_one = am1 == 0
     safe = torch.where(is_one, torch.ones_like(am1), am1)
-    log_p = torch.where(is_one, shifted, torch.log1p(shifted * safe).div_(safe))
+    log_p = torch.where(is_one, shifted, torch.log1p((shifted * safe).clamp_(min=-1)).div_(safe))
     p = torch.exp(log_p)
     # p^{2-α} = p^{1-(α-1)} = p · exp(-(α-1) log p); zero off the support
     slope = torch.where(p > 0, p * torch.exp(-am1 * log_p), 0.0)

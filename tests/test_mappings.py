@@ -281,3 +281,25 @@ def test_entmax_alpha_gets_gradient():
     alpha = (1 + torch.sigmoid(logits)).view(1, 2, 1, 1).expand(3, 2, 4, 1)
     (pkg.entmax_bisect(Xd, alpha, n_iter=100) * scores((3, 2, 4, 6), 5)).sum().backward()
     torch.testing.assert_close(grad.double(), logits.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_numpy_reference_agrees_with_package_and_softmax():
+    """The independent float64 reference used for alpha <= 1 is itself checked here."""
+    X = scores((6, 9), 31)
+    alpha = row_alpha((6, 9), -1, 31, torch.float64, low=1.01, high=3.0)
+    ref = torch.from_numpy(reference_entmax(X.numpy(), alpha.numpy(), -1))
+    torch.testing.assert_close(ref, pkg.entmax_bisect(X, alpha, n_iter=100), atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(reference_entmax(X.numpy(), 1.0, 0)),
+                               torch.softmax(X, 0), atol=1e-15, rtol=0)
+
+
+def test_zero_dim_alpha_tensor_broadcasts_to_every_row():
+    X = scores((4, 7), 32)
+    a = torch.tensor(1.6, dtype=torch.float64, requires_grad=True)
+    out = ss.entmax_bisect(X, a)
+    torch.testing.assert_close(out, ss.entmax_bisect(X, 1.6), atol=1e-12, rtol=0)
+    dY = scores((4, 7), 33)
+    g, = torch.autograd.grad(out, a, dY)
+    rows = torch.full((4, 1), 1.6, dtype=torch.float64, requires_grad=True)
+    g_rows, = torch.autograd.grad(pkg.entmax_bisect(X, rows, n_iter=100), rows, dY)
+    assert g.shape == () and torch.isclose(g, g_rows.sum(), atol=1e-9, rtol=0)

@@ -1,0 +1,156 @@
+"""Fused kernels for large inputs: the same root finders as :mod:`thresholds`, written as
+fixed-length Newton loops over rows and compiled with ``torch.compile`` (one pass over each
+row per step, vectorised, no temporaries), plus fused backward passes.
+
+They are used for float32/float64 tensors with at least ``min_numel`` elements on CPU or
+CUDA; anything else, or a row the fixed loop did not settle, goes to the eager code.
+``SPARSE_SEQ2SEQ_FUSED=0`` (or :func:`configure`) turns them off; if compilation fails (no
+C++ compiler, say) they turn themselves off with a warning.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+
+_STATE = {"enabled": os.environ.get("SPARSE_SEQ2SEQ_FUSED", "1") != "0", "min_numel": 1 << 16}
+_COMPILED: Dict[str, Callable] = {}
+NEWTON_STEPS = 8
+
+
+def configure(enabled: Optional[bool] = None, min_numel: Optional[int] = None) -> None:
+    """Turn the fused path on/off and set the smallest input it is used for."""
+    if enabled is not None:
+        _STATE["enabled"] = bool(enabled)
+    if min_numel is not None:
+        _STATE["min_numel"] = int(min_numel)
+
+
+def applies(X: torch.Tensor) -> bool:
+    return (_STATE["enabled"] and X.numel() >= _STATE["min_numel"]
+            and X.dtype in (torch.float32, torch.float64) and X.device.type in ("cpu", "cuda"))
+
+
+def _compiled(name: str, fn: Callable) -> Callable:
+    if name not in _COMPILED:
+        _COMPILED[name] = torch.compile(fn, dynamic=True, fullgraph=True)
+    return _COMPILED[name]
+
+
+def run(name: str, fn: Callable, *args):
+    """Call the compiled ``fn``; on a compilation error disable the fused path and return None."""
+    try:
+        return _compiled(name, fn)(*args)
+    except Exception as err:  # compiler missing or unsupported platform
+        warnings.warn(f"sparse_seq2seq: fused kernels disabled ({type(err).__name__}: {err}); "
+                      "using the eager implementation")
+        _STATE["enabled"] = False
+        return None
+
+
+def to_rows(X: torch.Tensor, dim: int) -> torch.Tensor:
+    """(n, d) contiguous view/copy of X with ``dim`` last."""
+    return X.movedim(dim, -1).contiguous().view(-1, X.shape[dim])
+
+
+def from_rows(rows: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
+    shape = list(like.movedim(dim, -1).shape)
+    return rows.view(shape).movedim(-1, dim)
+
+
+def _shifted(X: torch.Tensor) -> torch.Tensor:
+    top = X.amax(1, keepdim=True)
+    return X - torch.where(torch.isneginf(top), torch.zeros_like(top), top)
+
+
+# -- forward kernels ------------------------------------------------------------------------
+def sparsemax_rows(X: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Newton from below (see thresholds.sparsemax_threshold); also says whether any row's
+    threshold still moved at the last step."""
+    Z = _shifted(X)
+    tau = torch.full_like(Z[:, :1], -1.0)
+    moved = torch.zeros_like(tau, dtype=torch.bool)
+    for _ in range(NEWTON_STEPS):
+        support = Z > tau
+        size = support.sum(1, keepdim=True).to(Z.dtype)
+        total = torch.where(support, Z, 0.0).sum(1, keepdim=True)
+        new_tau = torch.maximum((total - 1) / size.clamp_min(1), tau)
+        moved = new_tau != tau
+        tau = new_tau
+    return (Z - tau).clamp_min(0), Z, moved.any()
+
+
+def entmax15_rows(X: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Newton from below on Σ[z − τ]_+² = 1 for z = (x − max)/2, then the closed form on the
+    support; also the largest relative last step (convergence check)."""
+    Z = _shifted(X) * 0.5
+    tau = torch.full_like(Z[:, :1], -1.0)
+    step = torch.zeros_like(tau)
+    for _ in range(NEWTON_STEPS):
+        gap = (Z - tau).clamp_min(0)
+        f = gap.square().sum(1, keepdim=True) - 1
+        step = (f / (2 * gap.sum(1, keepdim=True))).clamp_min(0)
+        tau = tau + step
+    support = Z > tau
+    size = support.sum(1, keepdim=True).to(Z.dtype).clamp_min(1)
+    mean = torch.where(support, Z, 0.0).sum(1, keepdim=True) / size
+    spread = torch.where(support, (Z - mean).square(), 0.0).sum(1, keepdim=True)
+    delta = (1 - spread) / size
+    exact = mean - delta.clamp_min(0).sqrt()
+    tol = 4e3 * torch.finfo(Z.dtype).eps
+    ok = (delta >= 0) & ((exact - tau).abs() <= tol * (1 + tau.abs()))
+    tau = torch.where(ok, exact, tau)
+    return (Z - tau).clamp_min(0).square(), (step / (1 + tau.abs())).amax()
+
+
+def entmax_rows(X: torch.Tensor, am1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """α-entmax for α − 1 = am1 ∈ (0, 1] per row: Newton on (Σ p)^{α−1} from τ = max
+    (thresholds.entmax_threshold without the bracket), normalised; also max |Σ p − 1|."""
+    tiny = torch.finfo(X.dtype).tiny
+    Z = _shifted(X)
+    tau = torch.zeros_like(Z[:, :1])
+    for _ in range(NEWTON_STEPS - 2):
+        base = (1 + am1 * (Z - tau)).clamp_min(0)
+        p = torch.exp(torch.log(base) / am1)
+        total = p.sum(1, keepdim=True)
+        slope = (p / base.clamp_min(tiny)).sum(1, keepdim=True)
+        log_total = torch.log(total.clamp_min(tiny))
+        numer = torch.expm1(am1 * log_total) / am1 * torch.exp((1 - am1) * log_total)
+        tau = tau + torch.where(slope > 0, numer / slope.clamp_min(tiny), 0.0)
+    p = torch.exp(torch.log((1 + am1 * (Z - tau)).clamp_min(0)) / am1)
+    total = p.sum(1, keepdim=True)
+    residual = torch.where(total > 0, (total - 1).abs(), 0.0).amax()
+    return p / total.clamp_min(tiny), residual
+
+
+# -- backward kernels -----------------------------------------------------------------------
+def sparsemax_backward_rows(p: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    support = p > 0
+    size = support.sum(1, keepdim=True).clamp_min(1)
+    mean = torch.where(support, grad, 0.0).sum(1, keepdim=True) / size
+    return torch.where(support, grad - mean, 0.0)
+
+
+def entmax15_backward_rows(p: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    s = p.sqrt()
+    return s * (grad - (grad * s).sum(1, keepdim=True) / s.sum(1, keepdim=True).clamp_min(1e-30))
+
+
+def entmax_backward_rows(p: torch.Tensor, grad: torch.Tensor, am1: torch.Tensor):
+    """Jacobian-vector product in x and gᵀ∂p/∂α (see mappings._alpha_gradient)."""
+    tiny = torch.finfo(p.dtype).tiny
+    support = p > 0
+    log_p = torch.log(torch.where(support, p, 1.0))
+    s = torch.where(support, torch.exp((1 - am1) * log_p), 0.0)
+    s_sum = s.sum(1, keepdim=True).clamp_min(tiny)
+    g_s = (grad * s).sum(1, keepdim=True)
+    grad_x = s * (grad - g_s / s_sum)
+    g_p = (grad * p).sum(1, keepdim=True)
+    g_skewed = g_s / s_sum
+    p_log_p = p * log_p
+    entropy = -p_log_p.sum(1, keepdim=True)
+    g_h = -(grad * p_log_p).sum(1, keepdim=True)
+    grad_alpha = (g_p - g_skewed) / am1.square() + (g_h - g_skewed * entropy) / am1
+    return grad_x, grad_alpha
