@@ -66,43 +66,51 @@ def _shifted(X: torch.Tensor) -> torch.Tensor:
 
 
 # -- forward kernels ------------------------------------------------------------------------
-def sparsemax_rows(X: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Newton from below (see thresholds.sparsemax_threshold); also says whether any row's
-    threshold still moved at the last step."""
+def sparsemax_rows(X: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Newton from below (see thresholds.sparsemax_threshold), started at the larger of the
+    lower bounds −1 and (Σ z − 1)/d; also says whether a row's threshold still moved at the
+    last step."""
     Z = _shifted(X)
-    tau = torch.full_like(Z[:, :1], -1.0)
+    finite = torch.isfinite(Z)
+    dense = (torch.where(finite, Z, 0.0).sum(1, keepdim=True) - 1) / finite.sum(1, keepdim=True).clamp_min(1)
+    tau = torch.where(finite.all(1, keepdim=True), torch.clamp_min(dense, -1.0), torch.full_like(dense, -1.0))
     moved = torch.zeros_like(tau, dtype=torch.bool)
-    for _ in range(NEWTON_STEPS):
+    for _ in range(NEWTON_STEPS - 2):
         support = Z > tau
         size = support.sum(1, keepdim=True).to(Z.dtype)
         total = torch.where(support, Z, 0.0).sum(1, keepdim=True)
         new_tau = torch.maximum((total - 1) / size.clamp_min(1), tau)
         moved = new_tau != tau
         tau = new_tau
-    return (Z - tau).clamp_min(0), Z, moved.any()
+    return (Z - tau).clamp_min(0), moved.any()
 
 
 def entmax15_rows(X: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Newton from below on Σ[z − τ]_+² = 1 for z = (x − max)/2, then the closed form on the
-    support; also the largest relative last step (convergence check)."""
-    Z = _shifted(X) * 0.5
-    tau = torch.full_like(Z[:, :1], -1.0)
+    """1.5-entmax p_i = [1 + (z_i − τ)/2]² for z = x − max: Newton on (Σ p)^{1/2} from τ = 0
+    (no transcendental function), then τ in closed form on the support (the quadratic of
+    Peters et al. 2019, Alg. 2); also the largest relative last step (convergence check)."""
+    Z = _shifted(X)
+    tau = torch.zeros_like(Z[:, :1])
     step = torch.zeros_like(tau)
-    for _ in range(NEWTON_STEPS):
-        gap = (Z - tau).clamp_min(0)
-        f = gap.square().sum(1, keepdim=True) - 1
-        step = (f / (2 * gap.sum(1, keepdim=True))).clamp_min(0)
+    for _ in range(NEWTON_STEPS - 2):
+        base = (1 + 0.5 * (Z - tau)).clamp_min(0)
+        total = base.square().sum(1, keepdim=True)
+        root = total.sqrt()
+        step = torch.where(total > 0, 2 * (total - root) / base.sum(1, keepdim=True).clamp_min(1e-30), 0.0)
         tau = tau + step
-    support = Z > tau
+    # on the support, p_i = (z_i/2 − t)² with t = τ/2 − 1: solve Σ (z_i/2 − t)² = 1 exactly
+    half = Z * 0.5
+    t = tau * 0.5 - 1
+    support = half > t
     size = support.sum(1, keepdim=True).to(Z.dtype).clamp_min(1)
-    mean = torch.where(support, Z, 0.0).sum(1, keepdim=True) / size
-    spread = torch.where(support, (Z - mean).square(), 0.0).sum(1, keepdim=True)
+    mean = torch.where(support, half, 0.0).sum(1, keepdim=True) / size
+    spread = torch.where(support, (half - mean).square(), 0.0).sum(1, keepdim=True)
     delta = (1 - spread) / size
     exact = mean - delta.clamp_min(0).sqrt()
     tol = 4e3 * torch.finfo(Z.dtype).eps
-    ok = (delta >= 0) & ((exact - tau).abs() <= tol * (1 + tau.abs()))
-    tau = torch.where(ok, exact, tau)
-    return (Z - tau).clamp_min(0).square(), (step / (1 + tau.abs())).amax()
+    ok = (delta >= 0) & ((exact - t).abs() <= tol * (1 + t.abs()))
+    t = torch.where(ok, exact, t)
+    return (half - t).clamp_min(0).square(), (step / (1 + tau.abs())).amax()
 
 
 def entmax_rows(X: torch.Tensor, am1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
