@@ -67,15 +67,12 @@ def _shifted(X: torch.Tensor) -> torch.Tensor:
 
 # -- forward kernels ------------------------------------------------------------------------
 def sparsemax_rows(X: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Newton from below (see thresholds.sparsemax_threshold), started at the larger of the
-    lower bounds −1 and (Σ z − 1)/d; also says whether a row's threshold still moved at the
-    last step."""
+    """Newton from below (see thresholds.sparsemax_threshold); also says whether any row's
+    threshold still moved at the last step."""
     Z = _shifted(X)
-    finite = torch.isfinite(Z)
-    dense = (torch.where(finite, Z, 0.0).sum(1, keepdim=True) - 1) / finite.sum(1, keepdim=True).clamp_min(1)
-    tau = torch.where(finite.all(1, keepdim=True), torch.clamp_min(dense, -1.0), torch.full_like(dense, -1.0))
+    tau = torch.full_like(Z[:, :1], -1.0)
     moved = torch.zeros_like(tau, dtype=torch.bool)
-    for _ in range(NEWTON_STEPS - 2):
+    for _ in range(NEWTON_STEPS):
         support = Z > tau
         size = support.sum(1, keepdim=True).to(Z.dtype)
         total = torch.where(support, Z, 0.0).sum(1, keepdim=True)
