@@ -33,7 +33,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
         where = "upstream"
         if args.mirror and archive.mirror_path:
             present = (Path(args.mirror) / archive.mirror_path).is_file()
-            where = f"mirror {archive.mirror_path}" if present else "upstream (not in mirror)"
+            where = (f"mirror {archive.mirror_path}" if present
+                     else f"upstream (no {archive.mirror_path} in the mirror)")
         print(f"  {archive.name}\n    url    {archive.url}\n"
               f"    sha256 {sha or 'NOT RECORDED (needs --checksums FILE or --allow-unverified)'}"
               f"\n    from   {where}")
@@ -59,12 +60,26 @@ def cmd_extract(args: argparse.Namespace) -> None:
         extract_split(corpus, split, args.downloads, args.out, _log)
 
 
+def _pairs(args: argparse.Namespace, filter_prefix: bool) -> list[tuple[list[str], bool]]:
+    """([src in, tgt in, src out, tgt out], may drop pairs) for each corpus a command reads:
+    one ``--input``/``--output`` prefix pair, or ``--splits`` of ``--in-dir``/``--out-dir``."""
+    if args.input and args.output:
+        prefixes = [(args.input, args.output, filter_prefix)]
+    elif args.in_dir and args.out_dir and args.splits:
+        prefixes = [(f"{args.in_dir}/{s}", f"{args.out_dir}/{s}", s == args.filter_split)
+                    for s in args.splits]
+    else:
+        raise DataError("give --input and --output prefixes, or --in-dir, --out-dir and --splits")
+    return [([f"{prefix}.{lang}" for prefix in (i, o) for lang in (args.src, args.tgt)], drop)
+            for i, o, drop in prefixes]
+
+
 def cmd_prepare_text(args: argparse.Namespace) -> None:
     from .moses import process_pair
-    process_pair(f"{args.input}.{args.src}", f"{args.input}.{args.tgt}",
-                 f"{args.output}.{args.src}", f"{args.output}.{args.tgt}", args.src, args.tgt,
-                 normalize=args.normalize, tokenize=args.tokenizer == "moses",
-                 drop_empty=args.drop_empty, workers=args.workers, log=_log)
+    for files, drop in _pairs(args, args.drop_empty):
+        process_pair(*files, args.src, args.tgt, normalize=args.normalize,
+                     tokenize=args.tokenizer == "moses", drop_empty=drop,
+                     workers=args.workers, log=_log)
 
 
 def cmd_spm_train(args: argparse.Namespace) -> None:
@@ -75,8 +90,8 @@ def cmd_spm_train(args: argparse.Namespace) -> None:
 
 def cmd_spm_encode(args: argparse.Namespace) -> None:
     from .spm import encode_pair
-    encode_pair(args.model, f"{args.input}.{args.src}", f"{args.input}.{args.tgt}",
-                f"{args.output}.{args.src}", f"{args.output}.{args.tgt}", args.max_len, _log)
+    for files, limited in _pairs(args, True):
+        encode_pair(args.model, *files, args.max_len if limited else None, _log)
 
 
 def cmd_binarize(args: argparse.Namespace) -> None:
@@ -144,12 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--downloads", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--splits", nargs="*", help="default: every split of the corpus")
-    p = add("prepare-text", cmd_prepare_text, "Moses-normalise and tokenise a parallel corpus")
-    for name in ("--src", "--tgt", "--input", "--output"):
-        p.add_argument(name, required=True)
+    def corpora(p: argparse.ArgumentParser, dropped: str) -> None:
+        p.add_argument("--src", required=True)
+        p.add_argument("--tgt", required=True)
+        p.add_argument("--input", metavar="PREFIX", help="read PREFIX.<src> and PREFIX.<tgt>")
+        p.add_argument("--output", metavar="PREFIX", help="write PREFIX.<src> and PREFIX.<tgt>")
+        p.add_argument("--in-dir", help="instead of --input: read <in-dir>/<split>.<lang>")
+        p.add_argument("--out-dir", help="instead of --output: write <out-dir>/<split>.<lang>")
+        p.add_argument("--splits", nargs="+", help="the splits read from --in-dir")
+        p.add_argument("--filter-split", default="train",
+                       help=f"the one split of --splits whose {dropped} pairs are dropped")
+
+    p = add("prepare-text", cmd_prepare_text, "Moses-normalise and tokenise parallel corpora")
+    corpora(p, "empty")
+    p.add_argument("--drop-empty", type=_bool, default=False, metavar="BOOL",
+                   help="with --input: drop pairs with an empty side")
     p.add_argument("--normalize", type=_bool, default=True, metavar="BOOL")
     p.add_argument("--tokenizer", choices=("moses", "none"), default="moses")
-    p.add_argument("--drop-empty", type=_bool, default=False, metavar="BOOL")
     p.add_argument("--workers", type=int, default=1)
     p = add("spm-train", cmd_spm_train, "train a joint sentencepiece model")
     p.add_argument("--inputs", nargs=2, required=True, metavar=("SRC_FILE", "TGT_FILE"))
@@ -159,10 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--character-coverage", type=float, default=1.0)
     p.add_argument("--input-sentence-size", type=int, default=2_000_000)
     p.add_argument("--threads", type=int, default=1)
-    p = add("spm-encode", cmd_spm_encode, "encode a parallel corpus into pieces")
-    for name in ("--model", "--src", "--tgt", "--input", "--output"):
-        p.add_argument(name, required=True)
-    p.add_argument("--max-len", type=int, default=None, help="drop longer pairs (training data)")
+    p = add("spm-encode", cmd_spm_encode, "encode parallel corpora into sentencepiece pieces")
+    p.add_argument("--model", required=True)
+    corpora(p, "too long")
+    p.add_argument("--max-len", type=int, default=None,
+                   help="drop pairs with more pieces on a side (--input, or --filter-split)")
     p = add("binarize", cmd_binarize, "run fairseq-preprocess --joined-dictionary")
     for name in ("--src", "--tgt", "--train", "--valid", "--destdir"):
         p.add_argument(name, required=True)

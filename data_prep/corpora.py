@@ -5,11 +5,12 @@ A part names an archive, a member inside it (a glob; ``None`` for a lone ``.gz``
 file) and a format: ``plain`` (every line), ``tags`` (IWSLT ``train.tags``: metadata lines
 dropped, ``<title>``/``<description>`` kept as text) or ``seg`` (the ``<seg>`` lines of an
 SGML/XML test set, entities decoded). ``sha256=None`` means no checksum is recorded yet:
-downloading then needs a checksum file or an explicit ``--allow-unverified``.
+downloading then needs a checksum file or an explicit ``--allow-unverified``. In a mirror
+folder an archive is looked up at its ``mirror_path``, by default ``<corpus>/<name>``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import DataError
 
@@ -44,6 +45,11 @@ class Corpus:
     splits: dict[str, dict[str, tuple[Part, ...]]]
     about: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        filled = tuple(a if a.mirror_path else replace(a, mirror_path=f"{self.name}/{a.name}")
+                       for a in self.archives)
+        object.__setattr__(self, "archives", filled)
 
     def archive(self, name: str) -> Archive:
         """The archive called ``name``."""

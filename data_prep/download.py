@@ -76,7 +76,7 @@ def fetch(archive: Archive, dest_dir: str | os.PathLike, mirror: str | os.PathLi
         raise DataError(
             f"{archive.name}: no sha256 checksum recorded for {archive.url}. Download it yourself, "
             "check it, and pass its checksum in a file ('<sha256>  <name>' lines, --checksums), "
-            "or rerun with --allow-unverified to accept whatever the URL serves."
+            "or rerun with --allow-unverified true to accept whatever the URL serves."
         )
     mirror_file = Path(mirror) / archive.mirror_path if mirror and archive.mirror_path else None
     if mirror and _inside(dest_dir, Path(mirror)):
@@ -125,7 +125,7 @@ def fetch_all(archives: list[Archive] | tuple[Archive, ...], dest_dir: str | os.
         raise DataError(
             f"no sha256 checksum recorded for: {names}. Download and check these files yourself, "
             "then list them in a checksum file ('<sha256>  <name>' lines, --checksums), "
-            "or rerun with --allow-unverified to accept whatever the URLs serve."
+            "or rerun with --allow-unverified true to accept whatever the URLs serve."
         )
     return [fetch(a, dest_dir, mirror, checksums.get(a.name), allow_unverified, log)
             for a in archives]
