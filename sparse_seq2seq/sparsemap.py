@@ -55,77 +55,98 @@ def bitvector_map(scores: Tensor, budget: Optional[int] = None) -> Tensor:
     return (chosen & positive).to(scores.dtype)
 
 
-def _kkt_solve(structures: Tensor, active: Tensor, rhs_top: Tensor, rhs_bottom: float) -> tuple[Tensor, Tensor]:
+def _kkt_solve(gram: Tensor, active: Tensor, rhs_top: Tensor, rhs_bottom: float) -> tuple[Tensor, Tensor]:
     """Solve ``[[Q_S, 1_S], [1_Sᵀ, 0]] [x; t] = [r_S; c]`` for every row of a padded batch.
 
-    Inactive slots get an identity row, so their ``x`` is 0.
+    ``gram`` (B, C, C) holds Q = M_Sᵀ M_S for the slots; inactive slots get an identity row,
+    so their ``x`` is 0.
     """
-    bsz, cap, _ = structures.shape
-    act = active.to(structures.dtype)
-    gram = structures @ structures.transpose(1, 2)
-    kkt = structures.new_zeros(bsz, cap + 1, cap + 1)
+    bsz, cap = active.shape
+    act = active.to(gram.dtype)
+    kkt = gram.new_zeros(bsz, cap + 1, cap + 1)
     kkt[:, :cap, :cap] = gram * act.unsqueeze(1) * act.unsqueeze(2) + torch.diag_embed(1 - act)
     kkt[:, :cap, cap] = act
     kkt[:, cap, :cap] = act
-    rhs = structures.new_zeros(bsz, cap + 1)
+    rhs = gram.new_zeros(bsz, cap + 1)
     rhs[:, :cap] = rhs_top * act
     rhs[:, cap] = rhs_bottom
     sol = torch.linalg.solve(kkt, rhs)
     return sol[:, :cap] * act, sol[:, cap]
 
 
+def _grow(capacity: int, dim: int, gram: Tensor, *tensors: Tensor) -> tuple[int, Tensor, list[Tensor]]:
+    """Double the number of slots (at most D + 2): zero-pad the (B, C, C) Gram matrix and the
+    per-slot tensors (B, C, ...)."""
+    new_cap = min(2 * capacity, dim + 2)
+    extra = new_cap - capacity
+    gram = torch.cat([gram, gram.new_zeros(gram.shape[0], extra, capacity)], 1)
+    gram = torch.cat([gram, gram.new_zeros(gram.shape[0], new_cap, extra)], 2)
+    grown = [torch.cat([t, t.new_zeros((t.shape[0], extra) + tuple(t.shape[2:]))], 1) for t in tensors]
+    return new_cap, gram, grown
+
+
 def _active_set(eta: Tensor, budget: Optional[int], max_iter: int, tol: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Batched primal active-set method (Nocedal & Wright, Alg. 16.3) for SparseMAP."""
+    """Batched primal active-set method (Nocedal & Wright, Alg. 16.3) for SparseMAP.
+
+    Slots grow on demand up to D + 2 (Carathéodory: at most D + 1 affinely independent vertices,
+    +1 while adding), the Gram matrix and slot scores are updated as vertices enter, and each
+    iteration solves only the rows that have not converged.
+    """
     bsz, dim = eta.shape
-    cap = dim + 2  # Carathéodory: at most D + 1 affinely independent vertices, +1 while adding
-    rows = torch.arange(bsz, device=eta.device)
+    cap = min(8, dim + 2)
     structures = eta.new_zeros(bsz, cap, dim)
+    gram = eta.new_zeros(bsz, cap, cap)
+    theta = eta.new_zeros(bsz, cap)
     active = torch.zeros(bsz, cap, dtype=torch.bool, device=eta.device)
     probs = eta.new_zeros(bsz, cap)
-    structures[:, 0] = bitvector_map(eta, budget)
+    first = bitvector_map(eta, budget)
+    structures[:, 0], gram[:, 0, 0], theta[:, 0] = first, first.sum(-1), (first * eta).sum(-1)
     active[:, 0] = True
     probs[:, 0] = 1.0
-    done = torch.zeros(bsz, dtype=torch.bool, device=eta.device)
+    todo = torch.arange(bsz, device=eta.device)
     for _ in range(max_iter):
-        if bool(done.all()):
+        if todo.numel() == 0:
             break
-        theta = structures @ eta.unsqueeze(-1)
-        target, tau = _kkt_solve(structures, active, theta.squeeze(-1), 1.0)
-        negative = active & (target < -tol) & ~done.unsqueeze(1)
+        act, p_old = active[todo], probs[todo]
+        target, tau = _kkt_solve(gram[todo], act, theta[todo], 1.0)
+        negative = act & (target < -tol)
         blocked = negative.any(dim=1)
-        free = ~done & ~blocked
         # Rows whose restricted optimum is feasible: move there, then ask the oracle.
-        probs = torch.where(free.unsqueeze(1), target.clamp_min(0.0) * active, probs)
-        mu = (probs.unsqueeze(-1) * structures).sum(1)
-        grad = eta - mu
+        p_new = torch.where(blocked.unsqueeze(1), p_old, target.clamp_min(0.0) * act)
+        grad = eta[todo] - (p_new.unsqueeze(-1) * structures[todo]).sum(1)
         vertex = bitvector_map(grad, budget)
         gain = (vertex * grad).sum(-1)
-        scale = 1.0 + tau.abs() + grad.abs().sum(-1)
-        optimal = free & (gain <= tau + tol * scale)
-        done = done | optimal
-        add = free & ~optimal
-        if bool(add.any()):
-            empty = ~active
-            if bool((add & ~empty.any(1)).any()):
-                raise RuntimeError("SparseMAP active set overflowed its capacity")
-            slot = empty.to(torch.int8).argmax(1)
-            r, s = rows[add], slot[add]
-            structures[r, s] = vertex[add]
-            active[r, s] = True
-            probs[r, s] = 0.0
+        optimal = ~blocked & (gain <= tau + tol * (1.0 + tau.abs() + grad.abs().sum(-1)))
+        add = ~blocked & ~optimal
         # Rows whose restricted optimum leaves the simplex: ratio test, drop the blocking vertex.
         if bool(blocked.any()):
-            step_ratio = probs / (probs - target).clamp_min(1e-300)
-            step_ratio = torch.where(negative, step_ratio, torch.full_like(step_ratio, float("inf")))
-            alpha, block = step_ratio.min(1)
-            alpha = alpha.clamp(0.0, 1.0)
-            moved = probs + alpha.unsqueeze(1) * (target - probs)
-            probs = torch.where(blocked.unsqueeze(1), moved * active, probs)
-            r, s = rows[blocked], block[blocked]
-            probs[r, s] = 0.0
-            active[r, s] = False
+            ratio = p_old / (p_old - target).clamp_min(1e-300)
+            ratio = torch.where(negative, ratio, torch.full_like(ratio, float("inf")))
+            alpha, block = ratio.min(1)
+            moved = (p_old + alpha.clamp(0.0, 1.0).unsqueeze(1) * (target - p_old)) * act
+            moved[torch.arange(len(todo), device=eta.device), block] = 0.0
+            p_new = torch.where(blocked.unsqueeze(1), moved, p_new)
+            act = act.clone()
+            act[blocked.nonzero(as_tuple=True)[0], block[blocked]] = False
+        probs[todo], active[todo] = p_new, act
+        if bool(add.any()):
+            rows = todo[add]
+            if bool(active[rows].all(1).any()):
+                if cap == dim + 2:
+                    raise RuntimeError("SparseMAP active set overflowed its capacity")
+                cap, gram, (structures, theta, active, probs) = _grow(cap, dim, gram, structures, theta, active, probs)
+            slot = (~active[rows]).to(torch.int8).argmax(1)
+            new = vertex[add]
+            structures[rows, slot] = new
+            overlap = (structures[rows] @ new.unsqueeze(-1)).squeeze(-1)  # (n, C)
+            gram[rows, slot] = overlap
+            gram[rows, :, slot] = overlap
+            theta[rows, slot] = (new * eta[rows]).sum(-1)
+            active[rows, slot] = True
+            probs[rows, slot] = 0.0
+        todo = todo[~optimal]
     else:
-        if not bool(done.all()):
+        if todo.numel():
             raise RuntimeError(f"SparseMAP active set did not converge in {max_iter} iterations")
     # Slots that stayed in the active set with zero weight are not part of the support.
     mask = active & (probs > 0)
@@ -148,7 +169,8 @@ class _SparseMAPBitVector(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_probs: Tensor, _grad_structures: Tensor, _grad_mask: Tensor):  # type: ignore[override]
         structures, mask = ctx.saved_tensors
-        grad_theta, _ = _kkt_solve(structures, mask, grad_probs.to(torch.float64), 0.0)
+        gram = structures @ structures.transpose(1, 2)
+        grad_theta, _ = _kkt_solve(gram, mask, grad_probs.to(torch.float64), 0.0)
         grad_eta = (grad_theta.unsqueeze(-1) * structures).sum(1)
         return grad_eta.to(ctx.out_dtype), None, None, None
 

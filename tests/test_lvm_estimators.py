@@ -13,7 +13,17 @@ from sparse_seq2seq.lvm import ESTIMATORS, build_estimator
 from sparse_seq2seq.lvm.spaces import kbest_bitvectors
 from sparse_seq2seq.mappings import sparsemax, topk_sparsemax
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """Every tensor created in these tests is float64; the global default is restored afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
 B, K, D = 3, 5, 3
 
 

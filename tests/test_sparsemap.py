@@ -7,7 +7,14 @@ import torch
 from sparse_seq2seq.mappings import sparsemax
 from sparse_seq2seq.sparsemap import bitvector_map, sparsemap_bitvector
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """Every tensor created in these tests is float64; the global default is restored afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def all_structures(dim, budget=None):
@@ -41,7 +48,7 @@ def cases():
     for dim in range(1, 7):
         for budget in (None, max(1, dim // 2)):
             for shift in (0.0, 0.5):
-                out.append((dim, budget, torch.randn(dim, generator=gen) + shift))
+                out.append((dim, budget, torch.randn(dim, generator=gen, dtype=torch.float64) + shift))
     return out
 
 
@@ -68,11 +75,29 @@ def test_matches_brute_force_qp(dim, budget, eta):
     assert scores.max() <= tau + 1e-9
 
 
-def test_cube_marginals_are_the_clipped_scores():
-    eta = torch.randn(16, 12, generator=torch.Generator().manual_seed(1)) * 1.5 + 0.5
-    res = sparsemap_bitvector(eta)
+def budget_projection(eta, budget):
+    """Euclidean projection onto {μ ∈ [0,1]^D : Σμ <= B}: clip(η − λ, 0, 1), λ >= 0 by bisection."""
+    lo, hi = torch.zeros(eta.shape[0], 1), torch.full((eta.shape[0], 1), float(eta.abs().max()) + 2)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        over = (eta - mid).clamp(0, 1).sum(-1, keepdim=True) > budget
+        lo, hi = torch.where(over, mid, lo), torch.where(over, hi, mid)
+    return (eta - hi).clamp(0, 1)
+
+
+@pytest.mark.parametrize("dim,budget", [(8, None), (12, None), (12, 4), (40, None), (40, 10)])
+def test_marginals_are_the_projection_with_growing_slots(dim, budget):
+    """Beyond brute force: μ = Σ p z must be the Euclidean projection of η on the polytope, also when
+    the active set outgrows its first 8 slots."""
+    eta = torch.randn(16, dim, generator=torch.Generator().manual_seed(dim)) * 0.6 + 0.5
+    res = sparsemap_bitvector(eta, budget=budget)
     mu = (res.probs.unsqueeze(-1) * res.structures).sum(1)
-    assert torch.allclose(mu, eta.clamp(0, 1), atol=1e-9)
+    expected = eta.clamp(0, 1) if budget is None else budget_projection(eta, budget)
+    assert torch.allclose(mu, expected, atol=1e-8)
+    assert int(res.mask.sum(1).max()) > 8
+    assert torch.allclose(res.probs.sum(1), torch.ones(16))
+    if budget is not None:
+        assert torch.all((res.structures.sum(-1) <= budget) | ~res.mask)
 
 
 def test_confident_scores_give_a_single_structure():

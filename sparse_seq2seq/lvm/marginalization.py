@@ -105,9 +105,3 @@ class SparseMAP(Estimator):
         probs, structures, _ = sparsemap_bitvector(scores, budget=self.budget)
         return _finish(probs, structures, loss_fn)
 
-
-def support_size(estimate: Estimate) -> Tensor:
-    """Number of latent values with positive probability, per example."""
-    if estimate.probs is None:
-        raise ValueError("estimate carries no probabilities")
-    return (estimate.probs > 0).sum(-1)

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Bit-vector VAE on Fashion-MNIST, D = 32 and 128 bits (Correia et al., NeurIPS 2020, §5.3).
+#   recipes/lvm_bitvector/run.sh                      # stages 0 (data check) to 2 (tables + plots)
+#   recipes/lvm_bitvector/run.sh --stage 1 --stop-stage 1 --dims 32 --methods "sparsemap sfe" --seed 2
+# Data: $DATA_MIRROR/fashion-mnist (default ../shared/data), else upstream.
+# CPU budget: 300 updates of 64 images per method (the paper trains 100 epochs of 60,000), and the
+# importance-sampled NLL (1024 samples per image) on the first 200 test images, fixed binarisation.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+source "$here/../common/options.sh"
+default_python=python3
+[[ -x $repo/.venv/bin/python ]] && default_python=$repo/.venv/bin/python
+opt stage 0 "first stage to run (0 data check, 1 train + evaluate, 2 report)"
+opt stop_stage 2 "last stage to run"
+opt seed "" "run a single seed (overrides --seeds)"
+opt seeds "1" "seeds, space separated"
+opt dims "32 128" "latent sizes D"
+opt methods "topk_sparsemax sparsemap sparsemap_budget sfe sfe_plus nvil gumbel st_gumbel sum_and_sample" "estimators to train"
+opt max_steps 300 "updates per method (0: full epochs)"
+opt epochs 1 "epochs (an upper bound when --max-steps is set)"
+opt lr 0.002 "learning rate (the paper's)"
+opt k 10 "top-k sparsemax k"
+opt budget "" "SparseMAP budget B (default D/4)"
+opt eval_size 200 "test images for the importance-sampled NLL (10000: the whole test set)"
+opt is_samples 1024 "importance samples per test image"
+opt threads 1 "torch threads per run"
+opt out "$repo/exp/lvm_bitvector" "output folder (one sub-folder per D)"
+opt python "$default_python" "python interpreter"
+opt force false "retrain runs whose record already exists (true/false)"
+parse_options "$@"
+check_int stage; check_int stop_stage; check_int max_steps; check_int epochs; check_int eval_size
+check_choice force true false
+[[ -n $seed ]] && seeds=$seed
+cd "$repo"
+mkdir -p "$out"
+run() { nice -n 10 "$python" "$@"; }
+
+if [[ $stage -le 0 && $stop_stage -ge 0 ]]; then
+  echo "== stage 0: Fashion-MNIST (checksums of the decompressed files verified)"
+  run -c "from sparse_seq2seq.lvm.data import load_idx_dataset
+x = load_idx_dataset('fashion-mnist'); print('fashion-mnist', x[0].shape, x[2].shape)"
+fi
+
+if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then
+  echo "== stage 1: train each method, then the importance-sampled NLL"
+  for d in $dims; do
+    for s in $seeds; do
+      for m in $methods; do
+        dest=$out/d$d
+        if [[ -f $dest/${m}_seed$s.json && $force == false ]]; then echo "exists: $dest/${m}_seed$s.json"; continue; fi
+        extra=()
+        [[ -n $budget ]] && extra+=(--budget "$budget")
+        [[ $m == topk_sparsemax ]] && extra+=(--k "$k")
+        run -m sparse_seq2seq.lvm.bitvector_vae --method "$m" --latent-dim "$d" --seed "$s" --epochs "$epochs" \
+          --max-steps "$max_steps" --lr "$lr" --eval-size "$eval_size" --is-samples "$is_samples" \
+          --threads "$threads" --out "$dest" "${extra[@]}"
+      done
+    done
+  done
+fi
+
+if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then
+  echo "== stage 2: results tables and training curves"
+  for d in $dims; do
+    run -m sparse_seq2seq.lvm.reporting "$out/d$d" --experiment bitvector_vae --digits 3 \
+      --metrics nll_bpd decoder_calls decoder_calls_last train_time_s \
+      --curve train_neg_elbo_bpd decoder_calls --table "$out/d$d/results.md" --plot "$out/d$d/curves.png"
+  done
+fi
