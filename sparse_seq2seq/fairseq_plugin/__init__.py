@@ -4,4 +4,4 @@ from .safe_loading import allow_fairseq_checkpoint_globals
 
 allow_fairseq_checkpoint_globals()
 
-from . import entmax_loss, entmax_transformer, scoring  # noqa: E402,F401  (registration)
+from . import entmax_loss, entmax_transformer, scoring, sparse_translation  # noqa: E402,F401
