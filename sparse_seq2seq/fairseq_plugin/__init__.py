@@ -5,3 +5,4 @@ from .safe_loading import allow_fairseq_checkpoint_globals
 allow_fairseq_checkpoint_globals()
 
 from . import entmax_loss, entmax_transformer, scoring, sparse_translation  # noqa: E402,F401
+from . import ape_task, bert_ape  # noqa: E402,F401  (registration)
