@@ -1,0 +1,340 @@
+"""Training and beam-search speed of softmax, 1.5-entmax and α-entmax attention, in one run.
+
+Three ``entmax_transformer`` models with identical configs that differ only in the normaliser
+of every attention (``--encoder-attn-normalizer``, ``--decoder-self-attn-normalizer``,
+``--decoder-cross-attn-normalizer``): softmax, entmax15, alpha_entmax. All three use the same
+criterion (label-smoothed cross-entropy unless ``--criterion entmax_loss``), so only the
+attention differs.
+
+    python benchmarks/bench_train.py                  # CPU, 2 torch threads
+    python benchmarks/bench_train.py --json out.json --repeats 7
+    python benchmarks/bench_train.py --quick          # a smoke run (tiny slice, few repeats)
+    python benchmarks/bench_train.py --criterion entmax_loss -- --encoder-layers 3  # more flags
+
+Data: the first ``--train-sentences`` pairs of Multi30k de→en train and the first
+``--beam-sentences`` of val, read from ``$DATA_MIRROR/multi30k`` (default
+``/work/shared/data/multi30k``), lowercased, split into words and punctuation by a regular
+expression (no subword model) and binarised by ``fairseq-preprocess --joined-dictionary`` in a
+temporary folder.
+
+Everything is timed in this process (no CLI start-up): training is ``Trainer.train_step``
+(forward, backward, optimizer step) over a fixed list of real batches; beam search is
+``SequenceGenerator`` (beam 5) over a fixed list of sentences. The models are barely trained,
+so where they would emit end-of-sentence is arbitrary: every hypothesis is decoded to the same
+length (``--beam-len``, default the mean reference length) so that the three settings do the
+same number of decoder steps. Words are target tokens with end-of-sentence (fairseq's
+``ntokens``, as in its ``wps``). Within a repeat the settings take turns batch by batch in a
+rotating order, and the table reports medians over repeats, so that load from other processes
+hits all three alike.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = ("softmax", "entmax15", "alpha_entmax")
+LABELS = {"softmax": "softmax", "entmax15": "1.5-entmax", "alpha_entmax": "alpha-entmax"}
+TARGETS = (("train", "alpha_entmax", 0.8), ("train", "entmax15", 0.9),
+           ("beam", "alpha_entmax", 0.8), ("beam", "entmax15", 0.8))
+TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+# -- data ----------------------------------------------------------------------------------
+def tokenize(line: str) -> str:
+    """Lowercase, then words and punctuation marks as separate tokens."""
+    return " ".join(TOKEN.findall(line.lower()))
+
+
+def write_slice(src: Path, dest: Path, n: int) -> None:
+    """The first ``n`` lines of a gzipped corpus file, tokenised."""
+    with gzip.open(src, "rt", encoding="utf-8") as fin, open(dest, "w", encoding="utf-8") as fout:
+        for i, line in enumerate(fin):
+            if i == n:
+                break
+            fout.write(tokenize(line) + "\n")
+
+
+def binarise(data_dir: Path, work: Path, n_train: int, n_beam: int) -> Path:
+    """Binarise the slices with fairseq-preprocess; returns the data-bin folder."""
+    for lang in ("de", "en"):
+        for split, name, n in (("train", "train", n_train), ("valid", "val", n_beam)):
+            source = data_dir / f"{name}.{lang}.gz"
+            if not source.is_file():
+                raise FileNotFoundError(f"{source} not found (set DATA_MIRROR or --data-dir)")
+            write_slice(source, work / f"{split}.{lang}", n)
+    from fairseq import options
+    from fairseq_cli import preprocess
+
+    dest = work / "bin"
+    parser = options.get_preprocessing_parser()
+    preprocess.main(parser.parse_args([
+        "--source-lang", "de", "--target-lang", "en", "--trainpref", str(work / "train"),
+        "--validpref", str(work / "valid"), "--destdir", str(dest), "--joined-dictionary",
+        "--workers", "1"]))
+    return dest
+
+
+# -- models ----------------------------------------------------------------------------------
+def train_args(bin_dir: Path, normalizer: str, opts: argparse.Namespace) -> List[str]:
+    """fairseq-train flags of one setting; only the three normaliser flags vary."""
+    args = [str(bin_dir), "--user-dir", str(ROOT / "user_dir"), "--task", "translation",
+            "--source-lang", "de", "--target-lang", "en", "--arch", opts.arch,
+            "--share-all-embeddings", "--dropout", "0.1", "--optimizer", "adam",
+            "--adam-betas", "(0.9, 0.98)", "--lr", "1e-3", "--clip-norm", "0.0",
+            "--max-tokens", str(opts.max_tokens), "--cpu", "--seed", "1",
+            "--criterion", opts.criterion, "--num-workers", "0"]
+    if opts.criterion == "label_smoothed_cross_entropy":
+        args += ["--label-smoothing", "0.1"]
+    for flag in ("--encoder-attn-normalizer", "--decoder-self-attn-normalizer",
+                 "--decoder-cross-attn-normalizer"):
+        args += [flag, normalizer]
+    return args + opts.extra
+
+
+class Setting:
+    """One model with its task, criterion, trainer and beam-search generator."""
+
+    def __init__(self, normalizer: str, bin_dir: Path, opts: argparse.Namespace):
+        from fairseq import options, tasks, utils
+        from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+        from fairseq.sequence_generator import SequenceGenerator
+        from fairseq.trainer import Trainer
+
+        parser = options.get_training_parser()
+        args = options.parse_args_and_arch(parser, train_args(bin_dir, normalizer, opts))
+        cfg = convert_namespace_to_omegaconf(args)
+        utils.import_user_module(cfg.common)
+        utils.set_torch_seed(1)
+        self.name = normalizer
+        self.task = tasks.setup_task(cfg.task)
+        for split in ("train", "valid"):
+            self.task.load_dataset(split)
+        self.model = self.task.build_model(cfg.model)
+        self.trainer = Trainer(cfg, self.task, self.model, self.task.build_criterion(cfg.criterion))
+        self.max_positions = utils.resolve_max_positions(self.task.max_positions(),
+                                                         self.model.max_positions())
+        self.generator = SequenceGenerator([self.model], self.task.target_dictionary,
+                                           beam_size=opts.beam, max_len_a=0, max_len_b=opts.beam_len,
+                                           min_len=opts.beam_len)
+
+    def train_step(self, sample: dict) -> float:
+        """Seconds for one training step (forward, backward, optimizer step) on ``sample``."""
+        start = time.perf_counter()
+        self.trainer.train_step([sample])
+        return time.perf_counter() - start
+
+    def beam_step(self, sample: dict) -> float:
+        """Seconds to beam-search the sentences of ``sample``."""
+        self.model.eval()
+        with torch.no_grad():
+            start = time.perf_counter()
+            self.generator.generate([self.model], sample)
+            elapsed = time.perf_counter() - start
+        self.model.train()
+        return elapsed
+
+
+def fixed_batches(setting: Setting, split: str, max_tokens: int, max_sentences, count: int) -> List[dict]:
+    """The first ``count`` batches of ``split`` (shuffled with a fixed seed)."""
+    itr = setting.task.get_batch_iterator(
+        dataset=setting.task.dataset(split), max_tokens=max_tokens, max_sentences=max_sentences,
+        max_positions=setting.max_positions, seed=1, num_workers=0,
+        ignore_invalid_inputs=True).next_epoch_itr(shuffle=split == "train")
+    batches = []
+    for sample in itr:
+        batches.append(sample)
+        if len(batches) == count:
+            break
+    return batches
+
+
+# -- measurement -------------------------------------------------------------------------------
+def measure(settings: Dict[str, Setting], train_batches, beam_batches, repeats: int,
+            warmup: int) -> Dict[str, Dict[str, List[float]]]:
+    """Seconds per pass over the batches, for every setting and repeat.
+
+    The settings take turns batch by batch, in an order that rotates, so that a burst of load
+    from other processes slows all three alike; a pass is the sum of its batches.
+    """
+    names = list(settings)
+    times = {name: {"train": [], "beam": []} for name in names}
+    for r in range(-warmup, repeats):
+        for kind, batches in (("train", train_batches), ("beam", beam_batches)):
+            spent = dict.fromkeys(names, 0.0)
+            for i, sample in enumerate(batches):
+                shift = (r + i) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    setting = settings[name]
+                    step = setting.train_step if kind == "train" else setting.beam_step
+                    spent[name] += step(sample)
+            for name in names:
+                if r >= 0:
+                    times[name][kind].append(spent[name])
+            print(f"  {'warm-up' if r < 0 else f'repeat {r + 1}'}: {kind:5s} "
+                  + "  ".join(f"{LABELS[n]} {spent[n]:.3f} s" for n in names), file=sys.stderr, flush=True)
+    return times
+
+
+def summarise(times, train_words: int, beam_sentences: int) -> List[dict]:
+    """Median throughput per setting and its ratio to softmax."""
+    rows = []
+    for name, t in times.items():
+        rows.append({"setting": LABELS[name], "normalizer": name,
+                     "train_s_median": statistics.median(t["train"]),
+                     "beam_s_median": statistics.median(t["beam"]),
+                     "train_s_all": t["train"], "beam_s_all": t["beam"]})
+    for row in rows:
+        row["train_words_per_s"] = train_words / row["train_s_median"]
+        row["beam_sentences_per_s"] = beam_sentences / row["beam_s_median"]
+    base = next(r for r in rows if r["normalizer"] == "softmax")
+    for row in rows:
+        row["train_ratio"] = row["train_words_per_s"] / base["train_words_per_s"]
+        row["beam_ratio"] = row["beam_sentences_per_s"] / base["beam_sentences_per_s"]
+        for kind in ("train", "beam"):  # the same repeat's passes side by side
+            pairs = zip(base[f"{kind}_s_all"], row[f"{kind}_s_all"])
+            row[f"{kind}_ratio_paired"] = statistics.median(b / t for b, t in pairs)
+    return rows
+
+
+def check_targets(rows: List[dict]) -> List[dict]:
+    """Throughput ratio to softmax against the targets of the project."""
+    by_name = {r["normalizer"]: r for r in rows}
+    checks = []
+    for kind, name, limit in TARGETS:
+        if name not in by_name:
+            continue
+        value = by_name[name][f"{kind}_ratio"]
+        what = "training words/s" if kind == "train" else "beam-search sentences/s"
+        checks.append({"target": f"{LABELS[name]} {what} / softmax", "value": value, "op": ">=",
+                       "limit": limit, "passed": bool(value >= limit)})
+    return checks
+
+
+def print_report(rows: List[dict], checks: List[dict], info: dict) -> None:
+    print(f"# {info['device']} | torch {info['torch']} | fairseq {info['fairseq']} | "
+          f"threads {info['threads']} | arch {info['arch']} | criterion {info['criterion']}"
+          + (" | QUICK (smoke run)" if info["quick"] else ""))
+    print(f"# train: {info['train_batches']} batches, {info['train_words']} target tokens, "
+          f"max-tokens {info['max_tokens']}; beam {info['beam']}: {info['beam_sentences']} "
+          f"sentences, {info['beam_len']} steps each; vocab {info['vocab']}; "
+          f"median of {info['repeats']} interleaved repeats after {info['warmup']} warm-up")
+    print(f"# {info['cores']} cores; 1-minute load average {info['load_average_1min'][0]:.1f} at the "
+          f"start, {info['load_average_1min'][1]:.1f} at the end (other processes slow all settings)")
+    head = ("setting", "train words/s", "x softmax", "(paired)", "beam sent/s", "x softmax", "(paired)")
+    lines = [head] + [(r["setting"], f"{r['train_words_per_s']:.0f}", f"{r['train_ratio']:.2f}",
+                       f"{r['train_ratio_paired']:.2f}", f"{r['beam_sentences_per_s']:.1f}",
+                       f"{r['beam_ratio']:.2f}", f"{r['beam_ratio_paired']:.2f}") for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    for i, line in enumerate(lines):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    print("# x softmax: ratio of the medians (the verdicts use it); (paired): median over repeats of "
+          "the ratio within one repeat")
+    print()
+    if info["quick"]:
+        print("# quick run: tiny slice and few repeats, so the verdicts below do not speak for the targets")
+    for c in checks:
+        print(f"{'PASS' if c['passed'] else 'FAIL'}  {c['target']}: {c['value']:.3f} {c['op']} {c['limit']:g}")
+
+
+def quiet() -> None:
+    """Only warnings from fairseq, hydra and torch's compiler: the timings go to stderr."""
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.WARNING)
+    for name in ("fairseq", "fairseq_cli", "hydra", "filelock", "torch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mirror = Path(os.environ.get("DATA_MIRROR", "/work/shared/data")) / "multi30k"
+    parser.add_argument("--data-dir", type=Path, default=mirror, help=f"Multi30k folder (default {mirror})")
+    parser.add_argument("--arch", default="entmax_transformer_tiny")
+    parser.add_argument("--criterion", default="label_smoothed_cross_entropy",
+                        choices=["label_smoothed_cross_entropy", "entmax_loss"])
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--train-sentences", type=int, default=3000, help="size of the train slice")
+    parser.add_argument("--train-batches", type=int, default=8, help="batches per training pass")
+    parser.add_argument("--max-tokens", type=int, default=2000, help="tokens per training batch")
+    parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--beam-sentences", type=int, default=64, help="sentences per beam-search pass")
+    parser.add_argument("--beam-batch-size", type=int, default=32)
+    parser.add_argument("--beam-len", type=int, default=None,
+                        help="decoder steps per hypothesis (default: mean reference length)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed passes first")
+    parser.add_argument("--json", metavar="FILE", help="write results and targets as JSON")
+    parser.add_argument("--quick", action="store_true", help="tiny slice, few repeats (smoke run)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument("extra", nargs="*", help="more fairseq-train flags, after --, for all settings")
+    opts = parser.parse_args(argv)
+    if opts.quick:
+        opts.train_sentences, opts.train_batches, opts.max_tokens = 200, 2, 200
+        opts.beam_sentences, opts.beam_batch_size, opts.repeats, opts.warmup = 6, 6, 2, 1
+        opts.beam_len = opts.beam_len or 5
+    return opts
+
+
+def main(argv=None) -> int:
+    opts = parse_args(argv)
+    torch.set_num_threads(opts.threads)
+    import fairseq
+
+    quiet()
+
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        print(f"# binarising {opts.train_sentences} train / {opts.beam_sentences} val sentences",
+              file=sys.stderr, flush=True)
+        bin_dir = binarise(opts.data_dir, Path(tmp), opts.train_sentences, opts.beam_sentences)
+        if opts.beam_len is None:
+            with open(Path(tmp) / "valid.en", encoding="utf-8") as fh:
+                lengths = [len(line.split()) + 1 for line in fh]
+            opts.beam_len = round(statistics.mean(lengths))
+        settings = {name: Setting(name, bin_dir, opts) for name in SETTINGS}
+        first = settings["softmax"]
+        train_batches = fixed_batches(first, "train", opts.max_tokens, None, opts.train_batches)
+        beam_batches = fixed_batches(first, "valid", None, opts.beam_batch_size, 10 ** 9)
+        vocab = len(first.task.target_dictionary)
+    quiet()  # building the settings set up fairseq's and hydra's logging again
+    train_words = sum(int(b["ntokens"]) for b in train_batches)
+    beam_sentences = sum(int(b["nsentences"]) for b in beam_batches)
+    times = measure(settings, train_batches, beam_batches, opts.repeats, opts.warmup)
+    rows = summarise(times, train_words, beam_sentences)
+    checks = check_targets(rows)
+    info = {"device": f"cpu: {platform.processor() or platform.machine()}", "torch": torch.__version__,
+            "fairseq": fairseq.__version__, "threads": torch.get_num_threads(), "arch": opts.arch,
+            "criterion": opts.criterion, "quick": opts.quick, "train_batches": len(train_batches),
+            "train_words": train_words, "max_tokens": opts.max_tokens, "beam": opts.beam,
+            "beam_sentences": beam_sentences, "beam_len": opts.beam_len, "vocab": vocab,
+            "repeats": opts.repeats, "warmup": opts.warmup, "cores": os.cpu_count(),
+            "load_average_1min": [load_start, os.getloadavg()[0]], "train_sentences": opts.train_sentences,
+            "data": "Multi30k de-en, lowercased, words and punctuation split by a regex, "
+                    "fairseq-preprocess --joined-dictionary",
+            "timing": "wall clock in-process; train = Trainer.train_step per batch, beam = "
+                      "SequenceGenerator.generate; median over interleaved repeats"}
+    print_report(rows, checks, info)
+    if opts.json:
+        with open(opts.json, "w", encoding="utf-8") as fh:
+            json.dump({**info, "rows": rows, "targets": checks}, fh, indent=2)
+    return 1 if opts.strict and not all(c["passed"] for c in checks) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
