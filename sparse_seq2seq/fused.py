@@ -15,7 +15,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-_STATE = {"enabled": os.environ.get("SPARSE_SEQ2SEQ_FUSED", "1") != "0", "min_numel": 1 << 16}
+_STATE = {"enabled": os.environ.get("SPARSE_SEQ2SEQ_FUSED", "1") != "0", "min_numel": 1 << 13}
 _COMPILED: Dict[str, Callable] = {}
 NEWTON_STEPS = 8
 

@@ -20,7 +20,7 @@ def both_paths():
         return results
 
     yield run
-    fused.configure(enabled=True, min_numel=1 << 16)
+    fused.configure(enabled=True, min_numel=1 << 13)
 
 
 @pytest.mark.parametrize("mapping", (sparsemax, entmax15, lambda x: entmax_bisect(x, 1.3)))
