@@ -15,6 +15,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
+from .jacobians import alpha_gradient, jacobian_vector
+
 _STATE = {"enabled": os.environ.get("SPARSE_SEQ2SEQ_FUSED", "1") != "0", "min_numel": 1 << 13}
 _COMPILED: Dict[str, Callable] = {}
 NEWTON_STEPS = 8
@@ -139,23 +141,12 @@ def sparsemax_backward_rows(p: torch.Tensor, grad: torch.Tensor) -> torch.Tensor
 
 
 def entmax15_backward_rows(p: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    s = p.sqrt()
-    return s * (grad - (grad * s).sum(1, keepdim=True) / s.sum(1, keepdim=True).clamp_min(1e-30))
+    return jacobian_vector(p.sqrt(), grad, 1)
 
 
 def entmax_backward_rows(p: torch.Tensor, grad: torch.Tensor, am1: torch.Tensor):
-    """Jacobian-vector product in x and gᵀ∂p/∂α (see mappings._alpha_gradient)."""
-    tiny = torch.finfo(p.dtype).tiny
+    """Jacobian-vector product in x and gᵀ∂p/∂α (see :mod:`.jacobians`)."""
     support = p > 0
     log_p = torch.log(torch.where(support, p, 1.0))
-    s = torch.where(support, torch.exp((1 - am1) * log_p), 0.0)
-    s_sum = s.sum(1, keepdim=True).clamp_min(tiny)
-    g_s = (grad * s).sum(1, keepdim=True)
-    grad_x = s * (grad - g_s / s_sum)
-    g_p = (grad * p).sum(1, keepdim=True)
-    g_skewed = g_s / s_sum
-    p_log_p = p * log_p
-    entropy = -p_log_p.sum(1, keepdim=True)
-    g_h = -(grad * p_log_p).sum(1, keepdim=True)
-    grad_alpha = (g_p - g_skewed) / am1.square() + (g_h - g_skewed * entropy) / am1
-    return grad_x, grad_alpha
+    slope = torch.where(support, torch.exp((1 - am1) * log_p), 0.0)  # p^{2−α}
+    return jacobian_vector(slope, grad, 1), alpha_gradient(p, log_p, slope, grad, am1, 1)

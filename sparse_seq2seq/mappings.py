@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from . import fused
+from .jacobians import alpha_gradient, jacobian_vector
 from ._checks import check_alpha, check_input, check_k, check_n_iter, compute_dtype
 from .thresholds import entmax15_threshold, entmax_threshold, qexp_probs, sparsemax_threshold
 
@@ -45,14 +46,6 @@ def _shift(X: torch.Tensor, dim: int) -> Tuple[torch.Tensor, Optional[torch.Tens
 
 def _kill(p: torch.Tensor, dead: Optional[torch.Tensor]) -> torch.Tensor:
     return p if dead is None else p.masked_fill_(dead, 0.0)
-
-
-def _jacobian_vector(p_slope: torch.Tensor, grad: torch.Tensor, dim: int) -> torch.Tensor:
-    """(diag(s) − s sᵀ/Σs) g for s = p^{2−α}."""
-    weighted = grad * p_slope
-    total = p_slope.sum(dim, keepdim=True)
-    mean = weighted.sum(dim, keepdim=True) / total.clamp_min(torch.finfo(grad.dtype).tiny)
-    return weighted.sub_(p_slope * mean)
 
 
 class SparsemaxFunction(torch.autograd.Function):
@@ -105,7 +98,7 @@ class Entmax15Function(torch.autograd.Function):
             grad_x = _fused_backward("entmax15_bwd", fused.entmax15_backward_rows, p, grad, ctx.dim)
             if grad_x is not None:
                 return grad_x, None
-        return _jacobian_vector(p.sqrt(), grad, ctx.dim), None
+        return jacobian_vector(p.sqrt(), grad, ctx.dim), None
 
 
 class EntmaxBisectFunction(torch.autograd.Function):
@@ -160,10 +153,10 @@ class EntmaxBisectFunction(torch.autograd.Function):
         support = p > 0
         log_p = torch.where(support, p, 1.0).log_()
         slope = torch.where(support, torch.exp((1 - am1) * log_p), 0.0)  # p^{2−α}
-        grad_x = _jacobian_vector(slope, grad, dim) if ctx.needs_input_grad[0] else None
+        grad_x = jacobian_vector(slope, grad, dim) if ctx.needs_input_grad[0] else None
         grad_alpha = None
         if ctx.alpha_is_tensor and ctx.needs_input_grad[1]:
-            grad_alpha = _alpha_gradient(p, log_p, slope, grad, am1, dim).sum_to_size(alpha.shape)
+            grad_alpha = alpha_gradient(p, log_p, slope, grad, am1, dim).sum_to_size(alpha.shape)
         return grad_x, grad_alpha, None, None, None
 
 
@@ -198,24 +191,6 @@ def _fused_alpha_rows(X: torch.Tensor, alpha: Alpha, dim: int):
     if not 1e-3 <= alpha - 1 <= 1:
         return None
     return torch.full((X.numel() // X.shape[dim], 1), alpha - 1.0, dtype=X.dtype, device=X.device)
-
-
-def _alpha_gradient(p, log_p, slope, grad, am1, dim):
-    """gᵀ ∂p/∂α with ∂p/∂α = (p − p̃)/(α−1)² + (h − p̃ Σh)/(α−1), h = −p log p,
-    p̃ = p^{2−α}/Σ p^{2−α} (Correia et al. 2019, Prop. 1); near α = 1 its limit
-    −½ (diag(p) − p pᵀ) log² p, the derivative of softmax-entmax at α = 1."""
-    skewed = slope / slope.sum(dim, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
-    g_p = (grad * p).sum(dim, keepdim=True)
-    g_skewed = (grad * skewed).sum(dim, keepdim=True)
-    p_log_p = p * log_p
-    entropy = -p_log_p.sum(dim, keepdim=True)
-    g_h = -(grad * p_log_p).sum(dim, keepdim=True)
-    near = 1e-7 if p.dtype == torch.float64 else 1e-4
-    safe = torch.where(am1.abs() < near, torch.ones_like(am1), am1)
-    closed = (g_p - g_skewed) / safe.square() + (g_h - g_skewed * entropy) / safe
-    p_log2 = p_log_p * log_p
-    limit = -0.5 * ((grad * p_log2).sum(dim, keepdim=True) - g_p * p_log2.sum(dim, keepdim=True))
-    return torch.where(am1.abs() < near, limit, closed)
 
 
 def _in_compute_dtype(X: torch.Tensor):
