@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from . import DataError
-from .cli import _bool, _log
+from .cli import _bool, _log, run_command
 
 
 def _named(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
@@ -148,13 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a data error prints ``error: ...`` and returns 1."""
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

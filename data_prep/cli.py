@@ -213,8 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; a data error prints ``error: ...`` and returns 1."""
-    args = build_parser().parse_args(argv)
+    return run_command(build_parser(), argv)
+
+
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Run one command of ``parser``; a data error prints ``error: ...`` and returns 1."""
+    args = parser.parse_args(argv)
     try:
         args.func(args)
     except DataError as err:
