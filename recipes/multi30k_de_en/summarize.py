@@ -15,7 +15,7 @@ def scores(work: Path) -> Dict[str, Dict[str, str]]:
         text = path.read_text(encoding="utf-8")
         found = {}
         for metric in ("BLEU", "TER"):
-            m = re.search(rf"^({metric}\|\S+)\s*=\s*([\d.]+)", text, flags=re.M)
+            m = re.search(rf"^\s*({metric}\|\S+)\s*=\s*([\d.]+)", text, flags=re.M)
             if m:
                 found[metric] = m.group(2)
                 found[metric + "_sig"] = m.group(1)
