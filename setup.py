@@ -10,6 +10,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["sparse_seq2seq", "sparse_seq2seq.*", "data_prep", "data_prep.*"]),
+    # the native CPU kernels are compiled on first use (sparse_seq2seq/native.py)
+    package_data={"sparse_seq2seq": ["csrc/*.cpp"]},
     install_requires=["torch>=2.0", "numpy"],
     extras_require={
         "fairseq": ["fairseq-fixed==0.12.3.1", "sentencepiece", "sacrebleu>=2.0", "sacremoses"],

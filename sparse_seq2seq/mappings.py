@@ -9,7 +9,9 @@ Differences inside (the results agree; see tests/test_mappings.py):
   ``n_iter`` of the bisection functions caps Newton iterations, which stop at convergence;
 * α may be any value > 0, a float or a tensor with one α per row (α = 1 is softmax);
 * half-precision inputs are computed in float32 and returned in their own dtype;
-* a row that is entirely −inf maps to zeros.
+* a row that is entirely −inf maps to zeros;
+* CPU float32/float64 inputs go to the native row-wise kernels of :mod:`.native` (built on
+  first use; the compiled kernels of :mod:`.fused` and the eager code otherwise).
 
 Every mapping is π_α(x) = argmax_{p∈Δ} p·x + H^T_α(p) (Tsallis entropy; Peters, Niculae &
 Martins 2019, eq. 8), p_i = [1 + (α−1)(x_i − τ)]_+^{1/(α−1)}, with Jacobian
@@ -22,7 +24,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import nn
 
-from . import fused
+from . import fused, native
 from .jacobians import alpha_gradient, jacobian_vector
 from ._checks import check_alpha, check_input, check_k, check_n_iter, compute_dtype
 from .thresholds import entmax15_threshold, entmax_threshold, qexp_probs, sparsemax_threshold
@@ -53,7 +55,9 @@ class SparsemaxFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X: torch.Tensor, dim: int) -> torch.Tensor:
-        p = _fused_forward("sparsemax", fused.sparsemax_rows, X, dim)
+        p = native.forward("sparsemax", X, dim)
+        if p is None:
+            p = _fused_forward("sparsemax", fused.sparsemax_rows, X, dim)
         if p is None:
             Z, dead = _shift(X, dim)
             tau = sparsemax_threshold(Z, dim)
@@ -65,6 +69,9 @@ class SparsemaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (p,) = ctx.saved_tensors
+        grad_x = native.backward("sparsemax", p, grad, ctx.dim)
+        if grad_x is not None:
+            return grad_x, None
         if fused.applies(p):
             grad_x = _fused_backward("sparsemax_bwd", fused.sparsemax_backward_rows, p, grad, ctx.dim)
             if grad_x is not None:
@@ -81,7 +88,9 @@ class Entmax15Function(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X: torch.Tensor, dim: int) -> torch.Tensor:
-        p = _fused_forward("entmax15", fused.entmax15_rows, X, dim)
+        p = native.forward("entmax15", X, dim)
+        if p is None:
+            p = _fused_forward("entmax15", fused.entmax15_rows, X, dim)
         if p is None:
             Z, dead = _shift(X, dim)
             Z = Z.mul_(0.5)
@@ -94,6 +103,9 @@ class Entmax15Function(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (p,) = ctx.saved_tensors
+        grad_x = native.backward("entmax15", p, grad, ctx.dim)
+        if grad_x is not None:
+            return grad_x, None
         if fused.applies(p):
             grad_x = _fused_backward("entmax15_bwd", fused.entmax15_backward_rows, p, grad, ctx.dim)
             if grad_x is not None:
@@ -107,8 +119,8 @@ class EntmaxBisectFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X: torch.Tensor, alpha: Alpha, dim: int, n_iter: int,
                 ensure_sum_one: bool) -> torch.Tensor:
-        am1_rows = _fused_alpha_rows(X, alpha, dim)
-        p = None
+        p = native.entmax_forward(X, alpha, dim, n_iter, ensure_sum_one)
+        am1_rows = _fused_alpha_rows(X, alpha, dim) if p is None else None
         if am1_rows is not None:
             out = fused.run("entmax", fused.entmax_rows, fused.to_rows(X, dim), am1_rows)
             if out is not None and float(out[1]) <= 1e3 * torch.finfo(X.dtype).eps:
@@ -139,6 +151,11 @@ class EntmaxBisectFunction(torch.autograd.Function):
             (p,) = ctx.saved_tensors
             alpha, am1 = ctx.alpha, ctx.alpha - 1
         dim = ctx.dim
+        want_alpha = ctx.alpha_is_tensor and ctx.needs_input_grad[1]
+        out = native.entmax_backward(p, grad, alpha, dim, want_alpha)
+        if out is not None:
+            grad_alpha = out[1].sum_to_size(alpha.shape) if want_alpha else None
+            return out[0], grad_alpha, None, None, None
         am1_rows = _fused_alpha_rows(p, alpha, dim)
         if am1_rows is not None:
             out = fused.run("entmax_bwd", fused.entmax_backward_rows, fused.to_rows(p, dim),
@@ -197,18 +214,33 @@ def _in_compute_dtype(X: torch.Tensor):
     return X.to(compute_dtype(X))
 
 
+def _no_grad(*tensors) -> bool:
+    return not torch.is_grad_enabled() or not any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
+def _native_no_grad(name: str, X: torch.Tensor, dim: int):
+    """The native forward without autograd's per-call overhead, when no graph is needed
+    (decoding); None otherwise."""
+    return native.forward(name, X, dim) if _no_grad(X) else None
+
+
 def sparsemax(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.Tensor:
     """sparsemax along ``dim`` (Martins & Astudillo 2016); ``k`` is checked and unused."""
     dim = check_input(X, dim)
     check_k(k)
-    return SparsemaxFunction.apply(_in_compute_dtype(X), dim).to(X.dtype)
+    Xc = _in_compute_dtype(X)
+    p = _native_no_grad("sparsemax", Xc, dim)
+    return (p if p is not None else SparsemaxFunction.apply(Xc, dim)).to(X.dtype)
 
 
 def entmax15(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.Tensor:
     """1.5-entmax along ``dim`` (Peters et al. 2019); ``k`` is checked and unused."""
     dim = check_input(X, dim)
     check_k(k)
-    return Entmax15Function.apply(_in_compute_dtype(X), dim).to(X.dtype)
+    Xc = _in_compute_dtype(X)
+    p = _native_no_grad("entmax15", Xc, dim)
+    return (p if p is not None else Entmax15Function.apply(Xc, dim)).to(X.dtype)
 
 
 def sparsemax_bisect(X: torch.Tensor, dim: int = -1, n_iter: int = 50,
@@ -231,9 +263,12 @@ def entmax_bisect(X: torch.Tensor, alpha: Alpha = 1.5, dim: int = -1, n_iter: in
             dead = torch.isneginf(Xc.amax(dim, keepdim=True))
             live = torch.where(dead, torch.zeros_like(Xc), Xc)
             return torch.softmax(live, dim).masked_fill(dead, 0.0).to(X.dtype)
-        return EntmaxBisectFunction.apply(Xc, alpha, dim, n_iter, ensure_sum_one).to(X.dtype)
-    alpha = alpha.to(Xc.dtype)
-    return EntmaxBisectFunction.apply(Xc, alpha, dim, n_iter, ensure_sum_one).to(X.dtype)
+    else:
+        alpha = alpha.to(Xc.dtype)
+    p = native.entmax_forward(Xc, alpha, dim, n_iter, ensure_sum_one) if _no_grad(Xc, alpha) else None
+    if p is None:
+        p = EntmaxBisectFunction.apply(Xc, alpha, dim, n_iter, ensure_sum_one)
+    return p.to(X.dtype)
 
 
 def topk_sparsemax(X: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:

@@ -1,0 +1,136 @@
+"""Native (C++) CPU kernels for sparsemax, 1.5-entmax and α-entmax, one row at a time.
+
+The tensor-op code in :mod:`thresholds` and the compiled kernels in :mod:`fused` pay
+per-step overheads (Python/op dispatch, or one loop nest and one horizontal reduction per
+Newton step). ``csrc/rowwise.cpp`` runs the same root finders row by row: all Newton steps
+while the row is in L1 cache, with a per-row stopping test, rows spread over threads with
+``at::parallel_for``; forward and backward passes, float32 and float64.
+
+The extension is built with ``torch.utils.cpp_extension.load`` (JIT, cached in the torch
+extensions directory) on first use, not on import. If the build fails (no compiler, no
+ninja) a warning is given once and every function here returns None, so the callers fall
+back to the fused/eager code. ``SPARSE_SEQ2SEQ_NATIVE=0`` (or :func:`configure`) turns the
+native kernels off.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from typing import Optional, Tuple, Union
+
+import torch
+
+from .fused import from_rows, to_rows
+
+Alpha = Union[float, torch.Tensor]
+
+_STATE = {"enabled": os.environ.get("SPARSE_SEQ2SEQ_NATIVE", "1") != "0", "module": None,
+          "failed": False}
+_LOCK = threading.Lock()
+_DTYPES = (torch.float32, torch.float64)
+CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fno-math-errno"]
+
+
+def configure(enabled: Optional[bool] = None) -> None:
+    """Turn the native kernels on/off (a failed build stays failed)."""
+    if enabled is not None:
+        _STATE["enabled"] = bool(enabled)
+
+
+def _load():
+    """Build (or load the cached build of) the extension once; None after a failure."""
+    if _STATE["module"] is not None or _STATE["failed"]:
+        return _STATE["module"]
+    with _LOCK:
+        if _STATE["module"] is None and not _STATE["failed"]:
+            try:
+                from torch.utils.cpp_extension import load
+
+                source = os.path.join(os.path.dirname(__file__), "csrc", "rowwise.cpp")
+                _STATE["module"] = load(name="sparse_seq2seq_rowwise", sources=[source],
+                                        extra_cflags=CFLAGS, verbose=False)
+            except Exception as err:  # no compiler, no ninja, unsupported platform
+                _STATE["failed"] = True
+                warnings.warn(f"sparse_seq2seq: native CPU kernels unavailable ({type(err).__name__}: "
+                              f"{err}); using the fused/eager implementation")
+    return _STATE["module"]
+
+
+def available() -> bool:
+    """Whether the native kernels are enabled and built (builds them on the first call)."""
+    return _STATE["enabled"] and _load() is not None
+
+
+def applies(X: torch.Tensor) -> bool:
+    """Native kernels run CPU float32/float64 tensors (of any size) when available."""
+    return (_STATE["enabled"] and X.device.type == "cpu" and X.dtype in _DTYPES
+            and not _STATE["failed"] and _load() is not None)
+
+
+def _rows(X: torch.Tensor, dim: int) -> torch.Tensor:
+    """(n, d) rows; a plain view in the common case (dim last, X contiguous)."""
+    if dim == X.dim() - 1 and X.is_contiguous():
+        return X.view(-1, X.shape[-1])
+    return to_rows(X, dim)
+
+
+def _unrows(rows: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
+    return rows.view(like.shape) if dim == like.dim() - 1 else from_rows(rows, like, dim)
+
+
+def forward(name: str, X: torch.Tensor, dim: int) -> Optional[torch.Tensor]:
+    """sparsemax (``name="sparsemax"``) or 1.5-entmax (``"entmax15"``) of X along dim."""
+    if not applies(X):
+        return None
+    kernel = getattr(_STATE["module"], f"{name}_forward")
+    return _unrows(kernel(_rows(X, dim)), X, dim)
+
+
+def backward(name: str, p: torch.Tensor, grad: torch.Tensor, dim: int) -> Optional[torch.Tensor]:
+    """Jacobian-vector product of sparsemax / 1.5-entmax at output p."""
+    if not applies(p) or grad.dtype != p.dtype or grad.device != p.device:
+        return None
+    kernel = getattr(_STATE["module"], f"{name}_backward")
+    return _unrows(kernel(_rows(p, dim), _rows(grad, dim)), p, dim)
+
+
+def _am1_rows(like: torch.Tensor, alpha: Alpha, dim: int) -> torch.Tensor:
+    """α − 1 as an (n, 1) column of like's dtype, or (1, 1) for a single α."""
+    if not isinstance(alpha, torch.Tensor) or alpha.numel() == 1:
+        value = float(alpha) - 1.0
+        return torch.full((1, 1), value, dtype=like.dtype)
+    shape = list(like.shape)
+    shape[dim] = 1
+    return to_rows((alpha.detach().to(like.dtype) - 1).expand(shape), dim)  # (n, 1)
+
+
+def entmax_forward(X: torch.Tensor, alpha: Alpha, dim: int, n_iter: int,
+                   ensure_sum_one: bool) -> Optional[torch.Tensor]:
+    """α-entmax of X along dim for α − 1 ∈ (0, 1] (every row); None otherwise."""
+    if not applies(X):
+        return None
+    if not isinstance(alpha, torch.Tensor) and not 0 < alpha - 1 <= 1:
+        return None
+    if isinstance(alpha, torch.Tensor) and alpha.device.type != "cpu":
+        return None
+    out = _STATE["module"].entmax_forward(_rows(X, dim), _am1_rows(X, alpha, dim),
+                                          int(n_iter), bool(ensure_sum_one))
+    return None if out is None else _unrows(out, X, dim)
+
+
+def entmax_backward(p: torch.Tensor, grad: torch.Tensor, alpha: Alpha, dim: int,
+                    want_alpha: bool) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    """(grad_x, grad_alpha per row shaped like p with size 1 along dim, or None) for
+    α − 1 ∈ (0, 1]; None where the native kernel does not apply."""
+    if not applies(p) or grad.dtype != p.dtype or grad.device != p.device:
+        return None
+    if isinstance(alpha, torch.Tensor) and alpha.device.type != "cpu":
+        return None
+    am1 = _am1_rows(p, alpha, dim)
+    if not bool(((am1 > 0) & (am1 <= 1)).all()):
+        return None
+    grad_x, grad_a = _STATE["module"].entmax_backward(_rows(p, dim), _rows(grad, dim), am1,
+                                                      bool(want_alpha))
+    grad_x = _unrows(grad_x, p, dim)
+    return grad_x, (from_rows(grad_a, p.narrow(dim, 0, 1), dim) if want_alpha else None)
