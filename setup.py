@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["sparse_seq2seq", "sparse_seq2seq.*", "data_prep", "data_prep.*"]),
     # the native CPU kernels are compiled on first use (sparse_seq2seq/native.py)
-    package_data={"sparse_seq2seq": ["csrc/*.cpp"]},
+    package_data={"sparse_seq2seq": ["csrc/*.cpp", "csrc/*.h"]},
     install_requires=["torch>=2.0", "numpy"],
     extras_require={
         "fairseq": ["fairseq-fixed==0.12.3.1", "sentencepiece", "sacrebleu>=2.0", "sacremoses"],

@@ -14,6 +14,7 @@ native kernels off.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import warnings
@@ -29,6 +30,7 @@ _STATE = {"enabled": os.environ.get("SPARSE_SEQ2SEQ_NATIVE", "1") != "0", "modul
           "failed": False}
 _LOCK = threading.Lock()
 _DTYPES = (torch.float32, torch.float64)
+_CSRC = os.path.join(os.path.dirname(__file__), "csrc")
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fno-math-errno"]
 
 
@@ -36,6 +38,16 @@ def configure(enabled: Optional[bool] = None) -> None:
     """Turn the native kernels on/off (a failed build stays failed)."""
     if enabled is not None:
         _STATE["enabled"] = bool(enabled)
+
+
+def _source_digest() -> str:
+    """Hash of every file in csrc/ and the flags: the build cache only watches rowwise.cpp,
+    so a changed header or flag gets its own extension name (and a fresh build)."""
+    digest = hashlib.sha256(" ".join(CFLAGS).encode())
+    for name in sorted(os.listdir(_CSRC)):
+        with open(os.path.join(_CSRC, name), "rb") as fh:
+            digest.update(name.encode() + fh.read())
+    return digest.hexdigest()[:12]
 
 
 def _load():
@@ -47,8 +59,8 @@ def _load():
             try:
                 from torch.utils.cpp_extension import load
 
-                source = os.path.join(os.path.dirname(__file__), "csrc", "rowwise.cpp")
-                _STATE["module"] = load(name="sparse_seq2seq_rowwise", sources=[source],
+                _STATE["module"] = load(name=f"sparse_seq2seq_rowwise_{_source_digest()}",
+                                        sources=[os.path.join(_CSRC, "rowwise.cpp")],
                                         extra_cflags=CFLAGS, verbose=False)
             except Exception as err:  # no compiler, no ninja, unsupported platform
                 _STATE["failed"] = True
