@@ -31,7 +31,7 @@ _STATE = {"enabled": os.environ.get("SPARSE_SEQ2SEQ_NATIVE", "1") != "0", "modul
 _LOCK = threading.Lock()
 _DTYPES = (torch.float32, torch.float64)
 _CSRC = os.path.join(os.path.dirname(__file__), "csrc")
-CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fno-math-errno"]
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffast-math", "-fno-finite-math-only", "-fno-math-errno"]
 
 
 def configure(enabled: Optional[bool] = None) -> None:
@@ -61,7 +61,8 @@ def _load():
 
                 _STATE["module"] = load(name=f"sparse_seq2seq_rowwise_{_source_digest()}",
                                         sources=[os.path.join(_CSRC, "rowwise.cpp")],
-                                        extra_cflags=CFLAGS, verbose=False)
+                                        extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"],
+                                        verbose=False)
             except Exception as err:  # no compiler, no ninja, unsupported platform
                 _STATE["failed"] = True
                 warnings.warn(f"sparse_seq2seq: native CPU kernels unavailable ({type(err).__name__}: "

@@ -163,6 +163,9 @@ void entmax_row_k(const T* x, T* out, int64_t d, T a, int64_t n_iter, bool norma
   int64_t n = padded<T>(k);
   const T tiny = std::numeric_limits<T>::min();
   const T tol = step_tol<T>();
+  // Newton converges quadratically and the last pass is corrected to first order below, so a
+  // step of h leaves an error of O(h^2): stop once h^2 is far below tol
+  const T stop = std::sqrt(tol) / 16;
   const T inv_a = 1 / a;
   const Clamps<T> clamps;
   // (1 - d^{-a}) / a, in double for float rows (glibc's expm1f is slow)
@@ -190,9 +193,9 @@ void entmax_row_k(const T* x, T* out, int64_t d, T a, int64_t n_iter, bool norma
     T new_tau = tau + numer / std::max(slope, tiny);
     if (!(new_tau >= lo && new_tau <= hi)) new_tau = (lo + hi) / 2;
     const T moved = std::abs(new_tau - tau);
-    if (!(moved > tol * (1 + new_tau))) {
+    if (!(moved > stop * (1 + new_tau))) {
       // settled: p at new_tau from the last pass to first order, dp/dtau = -s; the error
-      // is O(step^2), step <= tol (1 + tau)
+      // is O(step^2), step <= stop (1 + tau)
       const T step = new_tau - tau;
       total = 0;
       for (int64_t i = 0; i < n; ++i) {
