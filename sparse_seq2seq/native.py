@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import sys
 import threading
 import warnings
 from typing import Optional, Tuple, Union
@@ -50,6 +52,14 @@ def _source_digest() -> str:
     return digest.hexdigest()[:12]
 
 
+def _find_ninja() -> None:
+    """torch's builder runs ``ninja`` from PATH; a ninja pip-installed into this interpreter's
+    environment (``make setup`` does) is found even when that environment is not activated."""
+    here = os.path.dirname(sys.executable)
+    if shutil.which("ninja") is None and shutil.which("ninja", path=here):
+        os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
+
+
 def _load():
     """Build (or load the cached build of) the extension once; None after a failure."""
     if _STATE["module"] is not None or _STATE["failed"]:
@@ -59,6 +69,7 @@ def _load():
             try:
                 from torch.utils.cpp_extension import load
 
+                _find_ninja()
                 _STATE["module"] = load(name=f"sparse_seq2seq_rowwise_{_source_digest()}",
                                         sources=[os.path.join(_CSRC, "rowwise.cpp")],
                                         extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"],

@@ -167,3 +167,18 @@ def test_native_disabled_by_configure():
     finally:
         native.configure(enabled=True)
     assert native.available()
+
+
+def test_ninja_of_this_environment_is_found_without_activation(monkeypatch, tmp_path):
+    """make setup pip-installs ninja into .venv/bin, which need not be on PATH."""
+    import os
+    import shutil
+    import sys
+
+    from sparse_seq2seq import native as native_module
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert shutil.which("ninja") is None
+    native_module._find_ninja()
+    found = shutil.which("ninja")
+    assert found is not None and os.path.dirname(found) == os.path.dirname(sys.executable)
