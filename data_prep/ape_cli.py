@@ -83,6 +83,17 @@ def cmd_score(args: argparse.Namespace) -> None:
         write_json(rows, args.json)
 
 
+def cmd_table(args: argparse.Namespace) -> None:
+    from .ape_table import format_table, load_row
+    from .atomic import atomic_paths
+    rows = [(name, load_row(folder, args.split)) for name, folder in _named(args.row, "--row")]
+    table = format_table(rows)
+    print(table, flush=True)
+    if args.output:
+        with atomic_paths(args.output) as (tmp,), open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(table + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m data_prep.ape_cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triplets", required=True, metavar="PREFIX")
     p.add_argument("--hyp", help="post-edits, one per line (omit: do-nothing baseline only)")
     p.add_argument("--json", help="also write the scores here")
+    p = add("table", cmd_table, "markdown table of trained rows (run folders with "
+            "decode/<split>.json and recipe.log) next to the do-nothing baseline")
+    p.add_argument("--row", action="append", required=True, metavar="NAME=RUN_DIR")
+    p.add_argument("--split", default="test20")
+    p.add_argument("--output", help="also write the table here")
     return parser
 
 
