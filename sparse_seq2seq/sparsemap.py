@@ -9,6 +9,14 @@ so ``μ = M p*`` is the Euclidean projection of ``η`` onto the marginal polytop
 polytopes are supported: the cube ``[0,1]^D`` (MAP: ``z_i = [η_i > 0]``) and the budget
 polytope ``{μ ∈ [0,1]^D : Σμ ≤ B}`` (MAP: the top-B positive entries).
 
+Two encodings of a structure in the quadratic term: ``bits`` uses ``z`` itself, so μ is the
+projection of η (``clip(η, 0, 1)`` on the cube: every bit with η_i ≤ 0 is clipped, with zero
+gradient, already at η = 0); ``states`` gives each bit one indicator per state, ``[z; 1 − z]``
+(a factor graph of binary variables, as lp-sparsemap's Bernoulli and budget factors do).
+Since ``‖[μ; 1 − μ]‖² = 2‖μ‖² − 2·1ᵀμ + D``, the ``states`` problem for η is twice the ``bits``
+problem for ``(η + 1) / 2``: same distribution, μ = ``clip((η + 1) / 2, 0, 1)`` on the cube, so
+η = 0 means μ = ½ (every bit uncertain) and a bit is clipped only once |η_i| ≥ 1.
+
 The active-set solver keeps, per example, a set ``S`` of affinely independent vertices and
 solves the KKT system ``[[M_Sᵀ M_S, 1], [1ᵀ, 0]] [p; τ] = [θ_S; 1]`` on it; a vertex is added
 when the MAP oracle on ``η − μ`` finds one scoring above ``τ``, and dropped by a ratio test
@@ -23,7 +31,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["SparseMAPResult", "bitvector_map", "sparsemap_bitvector"]
+__all__ = ["ENCODINGS", "SparseMAPResult", "bitvector_map", "sparsemap_bitvector"]
 
 
 class SparseMAPResult(NamedTuple):
@@ -175,18 +183,28 @@ class _SparseMAPBitVector(torch.autograd.Function):
         return grad_eta.to(ctx.out_dtype), None, None, None
 
 
+ENCODINGS = ("bits", "states")
+
+
 def sparsemap_bitvector(
-    eta: Tensor, budget: Optional[int] = None, max_iter: Optional[int] = None, tol: float = 1e-9
+    eta: Tensor, budget: Optional[int] = None, max_iter: Optional[int] = None, tol: float = 1e-9,
+    encoding: str = "bits",
 ) -> SparseMAPResult:
     """SparseMAP distribution over ``{0,1}^D`` (optionally ``‖z‖₁ ≤ budget``) for scores ``eta`` (B, D).
 
-    Returns a :class:`SparseMAPResult`; ``probs`` is differentiable w.r.t. ``eta``
-    (paper eq. 6 and its Jacobian, §4). Solved in float64, returned in ``eta``'s dtype.
+    ``encoding`` is the structure vector of the quadratic term: ``bits`` (``z``) or ``states``
+    (``[z; 1 − z]``, see the module docstring). Returns a :class:`SparseMAPResult`; ``probs``
+    is differentiable w.r.t. ``eta`` (paper eq. 6 and its Jacobian, §4). Solved in float64,
+    returned in ``eta``'s dtype.
     """
     if eta.dim() != 2:
         raise ValueError(f"eta must be (batch, D), got shape {tuple(eta.shape)}")
     if budget is not None and budget < 1:
         raise ValueError("budget must be a positive integer")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    if encoding == "states":
+        eta = (eta + 1) / 2
     iters = max_iter if max_iter is not None else 20 * (eta.shape[1] + 2)
     probs, structures, mask = _SparseMAPBitVector.apply(eta, budget, iters, tol)
     return SparseMAPResult(probs, structures, mask)

@@ -126,27 +126,30 @@ def test_kbest_bitvectors_against_enumeration():
     assert torch.all((best.unsqueeze(2) == best.unsqueeze(1)).all(-1).sum(-1) == 1)  # distinct
 
 
+@pytest.mark.parametrize("encoding", ["states", "bits"])
 @pytest.mark.parametrize("name", ["sparsemap", "sparsemap_budget"])
-def test_sparsemap_estimators_for_a_linear_loss(name):
-    """ℓ(z) = cᵀz: E_p[ℓ] = cᵀμ with μ the projection of η (unique), so value and gradient are exact."""
+def test_sparsemap_estimators_for_a_linear_loss(name, encoding):
+    """ℓ(z) = cᵀz: E_p[ℓ] = cᵀμ with μ the projection of η (``bits``) or of (η + 1)/2 (``states``),
+    which is unique, so value and gradient are exact."""
     gen = torch.Generator().manual_seed(7)
     eta = (torch.randn(6, 4, generator=gen) + 0.5).requires_grad_()
     c = torch.randn(6, 4, generator=gen)
-    est = build_estimator(name, "bitvector", budget=2)
+    est = build_estimator(name, "bitvector", budget=2, encoding=encoding)
     out = est(eta, lambda rows, z: (z * c[rows]).sum(-1))
     out.objective.sum().backward()
+    projected, slope = (eta.detach(), 1.0) if encoding == "bits" else ((eta.detach() + 1) / 2, 0.5)
     values = torch.tensor(list(itertools.product((0.0, 1.0), repeat=4)))
     if name == "sparsemap":
-        mu = eta.detach().clamp(0, 1)
-        grad = c * ((eta > 0) & (eta < 1))
+        mu = projected.clamp(0, 1)
+        grad = slope * c * ((projected > 0) & (projected < 1))
         assert torch.allclose(eta.grad, grad, atol=1e-9)
     else:  # budget: μ = clip(η − λ, 0, 1) with the smallest λ >= 0 making Σμ <= 2 (bisection)
         lo, hi = torch.zeros(6, 1), torch.full((6, 1), 10.0)
         for _ in range(200):
             mid = (lo + hi) / 2
-            over = (eta.detach() - mid).clamp(0, 1).sum(-1, keepdim=True) > 2
+            over = (projected - mid).clamp(0, 1).sum(-1, keepdim=True) > 2
             lo, hi = torch.where(over, mid, lo), torch.where(over, hi, mid)
-        mu = (eta.detach() - hi).clamp(0, 1)
+        mu = (projected - hi).clamp(0, 1)
         assert torch.all(values[(values.sum(-1) <= 2)].sum(-1) <= 2)
     assert torch.allclose(out.loss, (c * mu).sum(-1), atol=1e-8)
     assert out.decoder_calls == int((out.probs > 0).sum())

@@ -160,3 +160,57 @@ def test_batched_equals_one_by_one_and_float32():
     res32 = sparsemap_bitvector(eta.float(), budget=4)
     assert res32.probs.dtype == torch.float32
     assert torch.allclose(res32.probs.sum(1), torch.ones(6, dtype=torch.float32))
+
+
+def brute_force_states_qp(eta, budget=None, iters=3000):
+    """The ``states`` problem over the full simplex: θ_z = ηᵀz, structure vectors [z; 1 − z]."""
+    z = all_structures(eta.shape[0], budget)
+    both = torch.cat([z, 1 - z], dim=1)
+    theta, gram = z @ eta, both @ both.T
+    step = 1.0 / torch.linalg.eigvalsh(gram).max()
+    p = torch.full((z.shape[0],), 1.0 / z.shape[0])
+    y, t = p.clone(), 1.0
+    for _ in range(iters):
+        p_next = sparsemax(y + step * (theta - gram @ y), dim=-1)
+        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        y = p_next + (t - 1) / t_next * (p_next - p)
+        p, t = p_next, t_next
+    mu = p @ z
+    return p @ theta - 0.5 * (mu @ mu + (1 - mu) @ (1 - mu)), mu
+
+
+@pytest.mark.parametrize("dim,budget,eta", [c for c in cases() if c[0] <= 5])
+def test_states_encoding_matches_brute_force_qp(dim, budget, eta):
+    res = sparsemap_bitvector(eta.unsqueeze(0), budget=budget, encoding="states")
+    p, z = res.probs[0][res.mask[0]], res.structures[0][res.mask[0]]
+    mu = p @ z
+    ours = p @ (z @ eta) - 0.5 * (mu @ mu + (1 - mu) @ (1 - mu))
+    ref, ref_mu = brute_force_states_qp(eta, budget)
+    assert ours >= ref - 1e-9 and ours - ref < 1e-5
+    assert torch.allclose(mu, ref_mu, atol=2e-2)
+    if budget is None:
+        assert torch.allclose(mu, ((eta + 1) / 2).clamp(0, 1), atol=1e-9)
+
+
+def test_states_encoding_keeps_uncertain_bits_at_zero_scores():
+    """η = 0: the ``bits`` encoding puts all mass on z = 0 (μ = 0, zero gradient), the ``states``
+    encoding has μ = ½ and a gradient for every bit; at generic η with |η_i| < 1 the gradient of
+    a linear loss cᵀz is exactly c/2 (μ = (η + 1)/2 inside the cube)."""
+    eta = torch.zeros(1, 6, requires_grad=True)
+    c = torch.arange(1.0, 7.0)
+    bits = sparsemap_bitvector(eta)
+    assert int(bits.mask.sum()) == 1 and float(bits.structures[0][bits.mask[0]].sum()) == 0
+    (bits.probs * (bits.structures @ c)).sum().backward()
+    assert torch.count_nonzero(eta.grad) == 0
+    eta.grad = None
+    states = sparsemap_bitvector(eta, encoding="states")
+    mu = (states.probs.unsqueeze(-1) * states.structures).sum(1)
+    assert torch.allclose(mu, torch.full((1, 6), 0.5)) and int(states.mask.sum()) >= 2
+    (states.probs * (states.structures @ c)).sum().backward()
+    assert torch.all(eta.grad > 0)
+    generic = (torch.rand(4, 6, generator=torch.Generator().manual_seed(5)) * 1.8 - 0.9).requires_grad_()
+    states = sparsemap_bitvector(generic, encoding="states")
+    (states.probs * (states.structures @ c)).sum().backward()
+    assert torch.allclose(generic.grad, c.expand(4, 6) / 2, atol=1e-9)
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        sparsemap_bitvector(eta, encoding="pairs")

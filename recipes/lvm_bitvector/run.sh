@@ -22,6 +22,7 @@ opt epochs 1 "epochs (an upper bound when --max-steps is set)"
 opt lr 0.002 "learning rate (the paper's)"
 opt k 10 "top-k sparsemax k"
 opt budget "" "SparseMAP budget B (default D/4)"
+opt sparsemap_encoding states "SparseMAP structure vector: states ([z; 1-z], the paper's factor) or bits (z)"
 opt eval_size 200 "test images for the importance-sampled NLL (10000: the whole test set)"
 opt is_samples 1024 "importance samples per test image"
 opt threads 1 "torch threads per run"
@@ -31,6 +32,7 @@ opt force false "retrain runs whose record already exists (true/false)"
 parse_options "$@"
 check_int stage; check_int stop_stage; check_int max_steps; check_int epochs; check_int eval_size
 check_choice force true false
+check_choice sparsemap_encoding states bits
 [[ -n $seed ]] && seeds=$seed
 cd "$repo"
 mkdir -p "$out"
@@ -52,6 +54,7 @@ if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then
         extra=()
         [[ -n $budget ]] && extra+=(--budget "$budget")
         [[ $m == topk_sparsemax ]] && extra+=(--k "$k")
+        [[ $m == sparsemap* ]] && extra+=(--sparsemap-encoding "$sparsemap_encoding")
         run -m sparse_seq2seq.lvm.bitvector_vae --method "$m" --latent-dim "$d" --seed "$s" --epochs "$epochs" \
           --max-steps "$max_steps" --lr "$lr" --eval-size "$eval_size" --is-samples "$is_samples" \
           --threads "$threads" --out "$dest" "${extra[@]}"

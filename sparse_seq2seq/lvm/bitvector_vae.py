@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..mappings import sparsemax
-from ..sparsemap import sparsemap_bitvector
+from ..sparsemap import ENCODINGS, sparsemap_bitvector
 from .common import RunRecord, add_common_args, batches, mlp, seed_everything
 from .data import dynamic_binarize, load_idx_dataset
 from .estimators import build_estimator
@@ -54,13 +54,14 @@ class BitVectorVAE(nn.Module):
         return F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="none").sum(-1)
 
 
-def posterior(method: str, eta: Tensor, k: int, budget: int) -> Optional[Tuple[Tensor, Tensor]]:
+def posterior(method: str, eta: Tensor, k: int, budget: int,
+              encoding: str = "states") -> Optional[Tuple[Tensor, Tensor]]:
     """The sparse π(z|x) of a sparse method as (probs (B, C), structures (B, C, D)); None for Bernoulli π."""
     if method == "sparsemap":
-        res = sparsemap_bitvector(eta)
+        res = sparsemap_bitvector(eta, encoding=encoding)
         return res.probs, res.structures
     if method == "sparsemap_budget":
-        res = sparsemap_bitvector(eta, budget=budget)
+        res = sparsemap_bitvector(eta, budget=budget, encoding=encoding)
         return res.probs, res.structures
     if method == "topk_sparsemax":
         structures = kbest_bitvectors(eta, k)
@@ -70,10 +71,10 @@ def posterior(method: str, eta: Tensor, k: int, budget: int) -> Optional[Tuple[T
 
 @torch.no_grad()
 def importance_sampled_nll(model: BitVectorVAE, x: Tensor, method: str, k: int, budget: int,
-                           samples: int, generator: torch.Generator) -> Tensor:
+                           samples: int, generator: torch.Generator, encoding: str = "states") -> Tensor:
     """−log p(x) per example (nats), by importance sampling from the defensive proposal r."""
     eta = model.encoder(x)
-    sparse = posterior(method, eta, k, budget)
+    sparse = posterior(method, eta, k, budget, encoding)
     dim = model.latent_dim
     out = []
     for i in range(x.shape[0]):
@@ -115,7 +116,8 @@ def train(args: argparse.Namespace) -> Path:
     eval_x = torch.bernoulli(test_x[: args.eval_size], generator=torch.Generator().manual_seed(0))
     model = BitVectorVAE(args.latent_dim, args.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    est = build_estimator(args.method, "bitvector", k=args.k, budget=args.budget, temperature=args.temperature)
+    est = build_estimator(args.method, "bitvector", k=args.k, budget=args.budget, temperature=args.temperature,
+                          encoding=args.sparsemap_encoding)
     record = RunRecord("bitvector_vae", args)
     steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
     total = steps_per_epoch * args.epochs
@@ -149,7 +151,7 @@ def train(args: argparse.Namespace) -> Path:
     bar.close()
     model.eval()
     nll = importance_sampled_nll(model, eval_x, args.method, args.k or 10, args.budget, args.is_samples,
-                                 torch.Generator().manual_seed(args.seed))
+                                 torch.Generator().manual_seed(args.seed), args.sparsemap_encoding)
     bpd = float(nll.mean()) / (784 * LOG2)
     final = dict(nll_bpd=bpd, decoder_calls=calls / seen, decoder_calls_last=record.data["curve"][-1]["decoder_calls"],
                  steps=step, eval_images=int(eval_x.shape[0]))
@@ -168,6 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--k", type=int, default=None, help="top-k sparsemax k (default 10) / sum-and-sample k (default 1)")
     parser.add_argument("--budget", type=int, default=None, help="SparseMAP budget B, ‖z‖₁ <= B (default D/4)")
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--sparsemap-encoding", choices=ENCODINGS, default="states",
+                        help="SparseMAP's structure vector: states ([z; 1-z], the paper's factor; "
+                             "mu = clip((eta+1)/2)) or bits (z; mu = clip(eta))")
     parser.add_argument("--train-size", type=int, default=0, help="use the first N training images (0: all 60,000)")
     parser.add_argument("--eval-size", type=int, default=10000, help="test images for the importance-sampled NLL")
     parser.add_argument("--is-samples", type=int, default=1024)

@@ -26,7 +26,8 @@ def build_estimator(name: str, latent: str = "categorical", **options: Any) -> E
     """Build estimator ``name`` for latent space ``latent`` ('categorical' or 'bitvector').
 
     Options: ``k`` (topk_sparsemax, sum_and_sample), ``budget`` (sparsemap_budget),
-    ``temperature`` (gumbel, st_gumbel). Options an estimator does not use are ignored.
+    ``encoding`` (sparsemap, sparsemap_budget: ``states`` or ``bits``), ``temperature``
+    (gumbel, st_gumbel). Options an estimator does not use are ignored.
     """
     if latent not in ("categorical", "bitvector"):
         raise ValueError(f"unknown latent space {latent!r}")
@@ -37,12 +38,13 @@ def build_estimator(name: str, latent: str = "categorical", **options: Any) -> E
         return Sparsemax(latent)
     if name == "topk_sparsemax":
         return TopKSparsemax(latent, k=int(opts.get("k", 10)))
+    encoding = str(opts.get("encoding", "states"))
     if name == "sparsemap":
-        return SparseMAP(latent)
+        return SparseMAP(latent, encoding=encoding)
     if name == "sparsemap_budget":
         if "budget" not in opts:
             raise ValueError("sparsemap_budget needs budget=<B>")
-        est = SparseMAP(latent, budget=int(opts["budget"]))
+        est = SparseMAP(latent, budget=int(opts["budget"]), encoding=encoding)
         est.name = "sparsemap_budget"
         return est
     if name == "sfe":

@@ -91,17 +91,22 @@ class TopKSparsemax(Estimator):
 
 
 class SparseMAP(Estimator):
-    """SparseMAP over bit vectors (paper §4, eq. 6), optionally with a budget ‖z‖₁ ≤ B."""
+    """SparseMAP over bit vectors (paper §4, eq. 6), optionally with a budget ‖z‖₁ ≤ B.
+
+    ``encoding="states"`` (default) scores each bit as a two-state variable, as the paper's
+    factor graphs do: μ = clip((η + 1)/2, 0, 1), so scores near 0 keep bits uncertain;
+    ``"bits"`` projects η itself (μ = clip(η, 0, 1)); see :mod:`sparse_seq2seq.sparsemap`.
+    """
 
     name = "sparsemap"
     sparse = True
 
-    def __init__(self, latent: str = "bitvector", budget: Optional[int] = None):
+    def __init__(self, latent: str = "bitvector", budget: Optional[int] = None, encoding: str = "states"):
         if latent != "bitvector":
             raise ValueError("SparseMAP here is over bit vectors (over categories it equals sparsemax)")
-        self.latent, self.budget = latent, budget
+        self.latent, self.budget, self.encoding = latent, budget, encoding
 
     def __call__(self, scores: Tensor, loss_fn: LossFn, **context: Tensor) -> Estimate:
-        probs, structures, _ = sparsemap_bitvector(scores, budget=self.budget)
+        probs, structures, _ = sparsemap_bitvector(scores, budget=self.budget, encoding=self.encoding)
         return _finish(probs, structures, loss_fn)
 
