@@ -3,7 +3,11 @@ import gzip
 import itertools
 import json
 import math
+import os
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +120,25 @@ def test_short_real_runs_write_records(tmp_path):
                         "--no-progress"])
     rec = json.loads((tmp_path / "sparsemap_budget_seed1.json").read_text())
     assert rec["final"]["nll_bpd"] > 0 and rec["config"]["budget"] == 2
+
+
+def test_emergent_recipe_takes_per_method_learning_rates(tmp_path):
+    """``--method-lrs`` overrides ``--lr`` for the methods it names, and bad entries stop the recipe."""
+    root = Path(__file__).resolve().parents[1]
+    feats = tmp_path / "features"
+    feats.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("train", "test"):
+        np.save(feats / f"{name}.npy", rng.normal(size=(40, 8)).astype(np.float32))
+    cmd = ["bash", str(root / "recipes" / "lvm_emergent" / "run.sh"), "--stage", "1", "--stop-stage", "1",
+           "--features-dir", str(feats), "--out", str(tmp_path / "out"), "--epochs", "1",
+           "--games-per-epoch", "64", "--methods", "dense sparsemax", "--lr", "0.004",
+           "--method-lrs", "sparsemax=0.002 gumbel=0.1", "--python", sys.executable]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lrs = {m: json.loads((tmp_path / "out" / f"{m}_seed1.json").read_text())["config"]["lr"]
+           for m in ("dense", "sparsemax")}
+    assert lrs == {"dense": 0.004, "sparsemax": 0.002}
+    bad = subprocess.run(cmd[:-4] + ["--method-lrs", "sparsemax"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and "expected METHOD=LR" in bad.stderr

@@ -22,6 +22,7 @@ opt features_dir "" "folder with train.npy and test.npy (default: <out>/features
 opt epochs 2 "epochs of --games-per-epoch games"
 opt games_per_epoch 16000 "games per epoch"
 opt lr 0.005 "learning rate (the paper's)"
+opt method_lrs "" "per-method learning rates overriding --lr: 'METHOD=LR ...'"
 opt entropy_coeff 0.1 "sender entropy bonus (the paper's)"
 opt threads 1 "torch threads per run"
 opt out "$repo/exp/lvm_emergent" "output folder"
@@ -32,6 +33,14 @@ check_int stage; check_int stop_stage; check_int epochs; check_int games_per_epo
 check_choice dataset mnist fashion-mnist
 check_choice force true false
 [[ -n $seed ]] && seeds=$seed
+for pair in $method_lrs; do
+  [[ $pair =~ ^[a-z_]+=[0-9.eE+-]+$ ]] || die "--method-lrs '$pair': expected METHOD=LR"
+done
+lr_of() {  # lr_of METHOD: its --method-lrs entry, else --lr
+  local pair
+  for pair in $method_lrs; do [[ ${pair%%=*} == "$1" ]] && { echo "${pair#*=}"; return; }; done
+  echo "$lr"
+}
 [[ -z $features_dir ]] && features_dir=$out/features
 cd "$repo"
 mkdir -p "$out"
@@ -52,7 +61,7 @@ if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then
     for m in $methods; do
       if [[ -f $out/${m}_seed$s.json && $force == false ]]; then echo "exists: $out/${m}_seed$s.json"; continue; fi
       run -m sparse_seq2seq.lvm.emergent --method "$m" --seed "$s" --epochs "$epochs" \
-        --games-per-epoch "$games_per_epoch" --lr "$lr" --entropy-coeff "$entropy_coeff" --threads "$threads" \
+        --games-per-epoch "$games_per_epoch" --lr "$(lr_of "$m")" --entropy-coeff "$entropy_coeff" --threads "$threads" \
         --train-features "$features_dir/train.npy" --test-features "$features_dir/test.npy" --out "$out"
     done
   done
