@@ -22,7 +22,7 @@ opt features_dir "" "folder with train.npy and test.npy (default: <out>/features
 opt epochs 2 "epochs of --games-per-epoch games"
 opt games_per_epoch 16000 "games per epoch"
 opt lr 0.005 "learning rate (the paper's)"
-opt method_lrs "" "per-method learning rates overriding --lr: 'METHOD=LR ...'"
+opt method_lrs "sparsemax=0.002" "per-method learning rates overriding --lr: 'METHOD=LR ...' (sparsemax: chosen on validation games, docs/lvm_results.md)"
 opt entropy_coeff 0.1 "sender entropy bonus (the paper's)"
 opt threads 1 "torch threads per run"
 opt out "$repo/exp/lvm_emergent" "output folder"
