@@ -116,10 +116,11 @@ def test_short_real_runs_write_records(tmp_path):
     rec = json.loads((tmp_path / "sparsemax_seed1.json").read_text())
     assert rec["final"]["steps"] == 3 and 1 <= rec["final"]["decoder_calls"] <= 10
     bitvector_vae.main(["--method", "sparsemap_budget", "--latent-dim", "8", "--max-steps", "2", "--hidden", "16",
-                        "--eval-size", "2", "--is-samples", "16", "--train-size", "256", "--out", str(tmp_path),
-                        "--no-progress"])
+                        "--eval-size", "2", "--is-samples", "16", "--is-check-samples", "4", "64",
+                        "--train-size", "256", "--out", str(tmp_path), "--no-progress"])
     rec = json.loads((tmp_path / "sparsemap_budget_seed1.json").read_text())
     assert rec["final"]["nll_bpd"] > 0 and rec["config"]["budget"] == 2
+    assert rec["final"]["nll_bpd_4_samples"] > 0 and rec["final"]["nll_bpd_64_samples"] > 0
 
 
 def test_emergent_recipe_takes_per_method_learning_rates(tmp_path):

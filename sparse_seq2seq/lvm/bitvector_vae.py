@@ -155,6 +155,11 @@ def train(args: argparse.Namespace) -> Path:
     bpd = float(nll.mean()) / (784 * LOG2)
     final = dict(nll_bpd=bpd, decoder_calls=calls / seen, decoder_calls_last=record.data["curve"][-1]["decoder_calls"],
                  steps=step, eval_images=int(eval_x.shape[0]))
+    for samples in args.is_check_samples:  # how far the estimate still moves with more samples
+        check = importance_sampled_nll(model, eval_x, args.method, args.k or 10, args.budget, samples,
+                                       torch.Generator().manual_seed(args.seed), args.sparsemap_encoding)
+        final[f"nll_bpd_{samples}_samples"] = float(check.mean()) / (784 * LOG2)
+        print(f"NLL with {samples} IS samples: {final[f'nll_bpd_{samples}_samples']:.4f} bits/dim")
     path = record.finish(args.out, **final)
     print(f"D={args.latent_dim} {args.method} seed {args.seed}: NLL {bpd:.4f} bits/dim "
           f"({args.is_samples} IS samples, {eval_x.shape[0]} test images), decoder calls/example "
@@ -176,6 +181,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-size", type=int, default=0, help="use the first N training images (0: all 60,000)")
     parser.add_argument("--eval-size", type=int, default=10000, help="test images for the importance-sampled NLL")
     parser.add_argument("--is-samples", type=int, default=1024)
+    parser.add_argument("--is-check-samples", type=int, nargs="*", default=[],
+                        help="also estimate the NLL with these sample counts (recorded as nll_bpd_<N>_samples)")
     parser.add_argument("--eval-every", type=int, default=50)
     return parser
 
