@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sparse_seq2seq.lvm import data as lvm_data
-from sparse_seq2seq.lvm.bitvector_vae import BitVectorVAE, importance_sampled_nll, posterior
+from sparse_seq2seq.lvm.bitvector_vae import BitVectorVAE, elbo_parts, importance_sampled_nll, posterior
 from sparse_seq2seq.lvm.emergent import Receiver, sample_games
 from sparse_seq2seq.lvm.reporting import results_table
 from sparse_seq2seq.lvm.ssvae import SSVAE
@@ -90,6 +90,35 @@ def test_importance_sampling_recovers_the_exact_likelihood(method):
     assert torch.allclose(est, exact, atol=0.03), (est, exact)
 
 
+@pytest.mark.parametrize("method", ["gumbel", "sparsemap", "topk_sparsemax"])
+def test_elbo_parts_against_enumeration(method):
+    """D = 3: the reconstruction term and KL(π ‖ uniform) of elbo_parts equal their sums over all 8
+    codes (exactly for sparse π, within Monte-Carlo error for Bernoulli π), and recon + KL bounds
+    −log p(x) from above."""
+    torch.manual_seed(0)
+    model = BitVectorVAE(latent_dim=3, hidden=8, pixels=6)
+    x = torch.bernoulli(torch.full((4, 6), 0.5))
+    z_all = torch.tensor(list(itertools.product((0.0, 1.0), repeat=3)))
+    parts = elbo_parts(model, x, method, k=3, budget=1, samples=20000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        eta = model.encoder(x)
+        nll = torch.stack([model.neg_log_lik(xi.expand(8, -1), z_all) for xi in x])  # (4, 8)
+        if method == "gumbel":
+            q = torch.sigmoid(eta)
+            pi = torch.exp(z_all @ q.log().T + (1 - z_all) @ (1 - q).log().T).T  # (4, 8)
+        else:
+            probs, structs = posterior(method, eta, 3, 1)
+            match = (structs.unsqueeze(2) == z_all).all(-1).to(probs.dtype)  # (4, C, 8)
+            pi = (probs.unsqueeze(-1) * match).sum(1)
+        entropy = -torch.xlogy(pi, pi).sum(-1)
+        exact_nll = -torch.logsumexp(-nll, 1) + 3 * math.log(2)
+    atol = 0.05 if method == "gumbel" else 1e-5
+    assert torch.allclose(parts["recon"], (pi * nll).sum(-1), atol=atol)
+    assert torch.allclose(parts["entropy"], entropy, atol=1e-5)
+    assert torch.allclose(parts["kl"], 3 * math.log(2) - entropy, atol=1e-5)
+    assert torch.all(parts["recon"] + parts["kl"] >= exact_nll - atol)
+
+
 def test_sparse_posteriors_are_distributions():
     eta = torch.randn(5, 6)
     for method in ("sparsemap", "sparsemap_budget", "topk_sparsemax"):
@@ -121,6 +150,7 @@ def test_short_real_runs_write_records(tmp_path):
     rec = json.loads((tmp_path / "sparsemap_budget_seed1.json").read_text())
     assert rec["final"]["nll_bpd"] > 0 and rec["config"]["budget"] == 2
     assert rec["final"]["nll_bpd_4_samples"] > 0 and rec["final"]["nll_bpd_64_samples"] > 0
+    assert rec["final"]["elbo_kl_bpd"] >= 0 and rec["final"]["posterior_entropy_bits"] >= 0
 
 
 def test_emergent_recipe_takes_per_method_learning_rates(tmp_path):
