@@ -134,8 +134,6 @@ def entmax_forward(X: torch.Tensor, alpha: Alpha, dim: int, n_iter: int,
     """α-entmax of X along dim for α − 1 ∈ (0, 1] (every row); None otherwise."""
     if not applies(X):
         return None
-    if not isinstance(alpha, torch.Tensor) and not 0 < alpha - 1 <= 1:
-        return None
     if isinstance(alpha, torch.Tensor) and alpha.device.type != "cpu":
         return None
     out = _STATE["module"].entmax_forward(_rows(X, dim), _am1_rows(X, alpha, dim),
@@ -151,10 +149,10 @@ def entmax_backward(p: torch.Tensor, grad: torch.Tensor, alpha: Alpha, dim: int,
         return None
     if isinstance(alpha, torch.Tensor) and alpha.device.type != "cpu":
         return None
-    am1 = _am1_rows(p, alpha, dim)
-    if not bool(((am1 > 0) & (am1 <= 1)).all()):
+    out = _STATE["module"].entmax_backward(_rows(p, dim), _rows(grad, dim), _am1_rows(p, alpha, dim),
+                                           bool(want_alpha))
+    if not out:  # α − 1 outside (0, 1] in some row
         return None
-    grad_x, grad_a = _STATE["module"].entmax_backward(_rows(p, dim), _rows(grad, dim), am1,
-                                                      bool(want_alpha))
+    grad_x, grad_a = out
     grad_x = _unrows(grad_x, p, dim)
     return grad_x, (from_rows(grad_a, p.narrow(dim, 0, 1), dim) if want_alpha else None)

@@ -125,6 +125,12 @@ def test_native_alpha_outside_range_falls_back(paths):
     for alpha in (0.7, 2.5, torch.tensor([[1.5], [2.5], [1.2], [1.1], [1.9], [3.0]])):
         eager, ours = paths(lambda z: entmax_bisect(z, alpha, -1), x)
         torch.testing.assert_close(ours, eager, atol=1e-6, rtol=0)
+    # the kernels themselves refuse such α, forward and backward alike (one range check, in C++)
+    p = native.entmax_forward(x, 1.5, -1, 50, True)
+    assert p is not None and native.entmax_backward(p, torch.ones_like(p), 1.5, -1, True) is not None
+    for alpha in (0.7, 2.5, torch.tensor([[1.5], [2.5], [1.2], [1.1], [1.9], [3.0]])):
+        assert native.entmax_forward(x, alpha, -1, 50, True) is None
+        assert native.entmax_backward(p, torch.ones_like(p), alpha, -1, True) is None
 
 
 @pytest.mark.parametrize("name", ("sparsemax", "entmax15", "entmax_bisect"))

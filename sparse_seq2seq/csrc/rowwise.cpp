@@ -92,18 +92,23 @@ torch::Tensor entmax15_backward(const torch::Tensor& p, const torch::Tensor& g) 
   return map_rows_bwd<Entmax15Bwd>(p, g, 2);
 }
 
+// The kernels take alpha - 1 in (0, 1] only; outside it they return None and the caller falls back.
+bool am1_in_range(const torch::Tensor& am1) {
+  bool ok = true;
+  AT_DISPATCH_FLOATING_TYPES(am1.scalar_type(), "entmax_range", [&] {
+    const scalar_t* ap = am1.data_ptr<scalar_t>();
+    for (int64_t r = 0; r < am1.size(0); ++r) ok = ok && ap[r] > 0 && ap[r] <= 1;
+  });
+  return ok;
+}
+
 torch::Tensor entmax_forward(const torch::Tensor& x, const torch::Tensor& am1, int64_t n_iter,
                              bool normalize) {
   check_rows(x, "x");
   check_am1(am1, x);
   const int64_t n = x.size(0), d = x.size(1);
   const int64_t astride = am1.size(0) == 1 ? 0 : 1;
-  bool ok = true;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "entmax_range", [&] {
-    const scalar_t* ap = am1.data_ptr<scalar_t>();
-    for (int64_t r = 0; r < am1.size(0); ++r) ok = ok && ap[r] > 0 && ap[r] <= 1;
-  });
-  if (!ok) return torch::Tensor();  // None: alpha - 1 outside (0, 1], the caller falls back
+  if (!am1_in_range(am1)) return torch::Tensor();
   auto out = torch::empty_like(x);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "entmax_forward", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
@@ -121,6 +126,7 @@ std::vector<torch::Tensor> entmax_backward(const torch::Tensor& p, const torch::
   check_rows(p, "p");
   check_rows(g, "grad");
   check_am1(am1, p);
+  if (!am1_in_range(am1)) return {};
   auto gx = torch::empty_like(p);
   const int64_t n = p.size(0), d = p.size(1);
   const int64_t astride = am1.size(0) == 1 ? 0 : 1;
