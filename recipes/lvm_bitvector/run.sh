@@ -67,7 +67,7 @@ if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then
   echo "== stage 2: results tables and training curves"
   for d in $dims; do
     run -m sparse_seq2seq.lvm.reporting "$out/d$d" --experiment bitvector_vae --digits 3 \
-      --metrics nll_bpd decoder_calls decoder_calls_last train_time_s \
+      --metrics nll_bpd elbo_recon_bpd elbo_kl_bpd posterior_entropy_bits decoder_calls decoder_calls_last train_time_s \
       --curve train_neg_elbo_bpd decoder_calls --table "$out/d$d/results.md" --plot "$out/d$d/curves.png"
   done
 fi
