@@ -27,19 +27,23 @@ def qp_objective(p, structures, eta):
     return p @ (structures @ eta) - 0.5 * mu @ mu
 
 
-def brute_force_qp(eta, budget=None, iters=1500):
-    """argmax_{p in simplex over every structure} θᵀp − ½‖Mp‖² by accelerated projected gradient."""
-    z = all_structures(eta.shape[0], budget)
-    theta, gram = z @ eta, z @ z.T
+def simplex_qp(theta, gram, iters):
+    """argmax_{p in the simplex} θᵀp − ½ pᵀ G p by accelerated projected gradient."""
     step = 1.0 / torch.linalg.eigvalsh(gram).max()
-    p = torch.full((z.shape[0],), 1.0 / z.shape[0])
+    p = torch.full((theta.shape[0],), 1.0 / theta.shape[0])
     y, t = p.clone(), 1.0
     for _ in range(iters):
         p_next = sparsemax(y + step * (theta - gram @ y), dim=-1)
         t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
         y = p_next + (t - 1) / t_next * (p_next - p)
         p, t = p_next, t_next
-    return p, z
+    return p
+
+
+def brute_force_qp(eta, budget=None, iters=1500):
+    """argmax_{p in simplex over every structure} θᵀp − ½‖Mp‖²."""
+    z = all_structures(eta.shape[0], budget)
+    return simplex_qp(z @ eta, z @ z.T, iters), z
 
 
 def cases():
@@ -166,15 +170,8 @@ def brute_force_states_qp(eta, budget=None, iters=3000):
     """The ``states`` problem over the full simplex: θ_z = ηᵀz, structure vectors [z; 1 − z]."""
     z = all_structures(eta.shape[0], budget)
     both = torch.cat([z, 1 - z], dim=1)
-    theta, gram = z @ eta, both @ both.T
-    step = 1.0 / torch.linalg.eigvalsh(gram).max()
-    p = torch.full((z.shape[0],), 1.0 / z.shape[0])
-    y, t = p.clone(), 1.0
-    for _ in range(iters):
-        p_next = sparsemax(y + step * (theta - gram @ y), dim=-1)
-        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
-        y = p_next + (t - 1) / t_next * (p_next - p)
-        p, t = p_next, t_next
+    theta = z @ eta
+    p = simplex_qp(theta, both @ both.T, iters)
     mu = p @ z
     return p @ theta - 0.5 * (mu @ mu + (1 - mu) @ (1 - mu)), mu
 
