@@ -173,20 +173,23 @@ def train(args: argparse.Namespace) -> Path:
                 break
     bar.close()
     model.eval()
-    nll = importance_sampled_nll(model, eval_x, args.method, args.k or 10, args.budget, args.is_samples,
-                                 torch.Generator().manual_seed(args.seed), args.sparsemap_encoding)
-    bpd = float(nll.mean()) / (784 * LOG2)
+    evaluation = (model, eval_x, args.method, args.k or 10, args.budget)
+
+    def bits_per_dim(nats: Tensor) -> float:
+        return float(nats.mean()) / (784 * LOG2)
+
+    def nll_bpd(samples: int) -> float:
+        return bits_per_dim(importance_sampled_nll(*evaluation, samples, torch.Generator().manual_seed(args.seed),
+                                                   args.sparsemap_encoding))
+
+    bpd = nll_bpd(args.is_samples)
     final = dict(nll_bpd=bpd, decoder_calls=calls / seen, decoder_calls_last=record.data["curve"][-1]["decoder_calls"],
                  steps=step, eval_images=int(eval_x.shape[0]))
-    parts = elbo_parts(model, eval_x, args.method, args.k or 10, args.budget, 64,
-                       torch.Generator().manual_seed(args.seed), args.sparsemap_encoding)
-    final.update(elbo_recon_bpd=float(parts["recon"].mean()) / (784 * LOG2),
-                 elbo_kl_bpd=float(parts["kl"].mean()) / (784 * LOG2),
+    parts = elbo_parts(*evaluation, 64, torch.Generator().manual_seed(args.seed), args.sparsemap_encoding)
+    final.update(elbo_recon_bpd=bits_per_dim(parts["recon"]), elbo_kl_bpd=bits_per_dim(parts["kl"]),
                  posterior_entropy_bits=float(parts["entropy"].mean()) / LOG2)
     for samples in args.is_check_samples:  # how far the estimate still moves with more samples
-        check = importance_sampled_nll(model, eval_x, args.method, args.k or 10, args.budget, samples,
-                                       torch.Generator().manual_seed(args.seed), args.sparsemap_encoding)
-        final[f"nll_bpd_{samples}_samples"] = float(check.mean()) / (784 * LOG2)
+        final[f"nll_bpd_{samples}_samples"] = nll_bpd(samples)
         print(f"NLL with {samples} IS samples: {final[f'nll_bpd_{samples}_samples']:.4f} bits/dim")
     path = record.finish(args.out, **final)
     print(f"D={args.latent_dim} {args.method} seed {args.seed}: NLL {bpd:.4f} bits/dim "
