@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 from . import DataError
 from .atomic import atomic_dir
-from .corpus import check_parallel
+from .text_lines import check_parallel
 
 SPLITS_FILE = "splits.tsv"
 

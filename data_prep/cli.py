@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from . import DataError
 
@@ -115,7 +115,7 @@ def cmd_subset(args: argparse.Namespace) -> None:
 
 
 def cmd_hypotheses(args: argparse.Namespace) -> None:
-    from .corpus import count_lines
+    from .text_lines import count_lines
     from .hypotheses import write_hypotheses
     expected = count_lines(args.reference)
     write_hypotheses(args.generate_output, args.output, expected)
@@ -128,21 +128,29 @@ def cmd_detokenize(args: argparse.Namespace) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    from .corpus import check_parallel
+    from .text_lines import check_parallel
     n = check_parallel(args.src, args.tgt)
     print(f"{args.src}, {args.tgt}: {n} pairs, UTF-8, aligned")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every command."""
-    parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__)
+def command_parser(prog: str, description: str | None
+                   ) -> tuple[argparse.ArgumentParser, Callable[..., argparse.ArgumentParser]]:
+    """A parser of sub-commands, and ``add(name, func, help)`` that declares one running ``func``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func, help_: str) -> argparse.ArgumentParser:
+    def add(name: str, func: Callable[[argparse.Namespace], None],
+            help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
         return p
 
+    return parser, add
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every command."""
+    parser, add = command_parser("python -m data_prep", __doc__)
     mirror = os.environ.get("DATA_MIRROR") or None
     p = add("plan", cmd_plan, "show a corpus's archives, checksums and splits")
     p.add_argument("corpus")

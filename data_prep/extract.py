@@ -15,7 +15,7 @@ from typing import BinaryIO, Callable, Iterator
 from . import DataError
 from .atomic import atomic_paths
 from .corpora import Corpus, Part
-from .corpus import decode_lines
+from .text_lines import decode_lines
 
 _SEG = re.compile(r"<seg[^>]*>(.*)</seg>", re.IGNORECASE)
 _META = ("<url", "<keywords", "<speaker", "<talkid", "<reviewer", "<translator", "<doc", "</doc")

@@ -6,7 +6,7 @@ from typing import Iterator
 
 from . import DataError
 from .atomic import atomic_paths
-from .corpus import read_lines
+from .text_lines import read_lines
 
 
 def _hypothesis_lines(path: str | os.PathLike) -> Iterator[tuple[str, int, str]]:

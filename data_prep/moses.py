@@ -12,7 +12,7 @@ from sacremoses import MosesDetokenizer, MosesPunctNormalizer, MosesTokenizer
 
 from . import DataError
 from .atomic import atomic_paths
-from .corpus import read_lines, read_parallel
+from .text_lines import read_lines, read_parallel
 
 CHUNK_LINES = 2000
 

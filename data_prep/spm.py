@@ -10,7 +10,7 @@ import sentencepiece as sp
 
 from . import DataError
 from .atomic import atomic_paths
-from .corpus import check_parallel, read_parallel
+from .text_lines import check_parallel, read_parallel
 
 ENCODE_BATCH = 10000
 

@@ -44,7 +44,7 @@ def test_train_generate_detokenize_score(tmp_path):
     text = tmp_path / "text"
     for name, n, seed in (("train", 24, 0), ("dev", 5, 1), ("test", 11, 2)):
         triplets(text / name, fake_triplets(n, seed))
-    ape = [sys.executable, "-m", "data_prep.ape_cli"]
+    ape = [sys.executable, "-m", "data_prep.ape"]
     run(*ape, "binarize", "--bert", str(bert), "--train", str(text / "train"), "--valid",
         str(text / "dev"), "--split", f"test={text / 'test'}", "--destdir", str(tmp_path / "bin"))
     run(str(BIN / "fairseq-train"), str(tmp_path / "bin"), "--user-dir", str(ROOT / "user_dir"),
@@ -79,7 +79,7 @@ def test_train_generate_detokenize_score(tmp_path):
 def test_detokenize_refuses_missing_hypotheses(tmp_path):
     triplets(tmp_path / "t", fake_triplets(3, 0))
     (tmp_path / "gen.out").write_text("D-0\t-1.0\tder hund\nD-2\t-1.0\tdie katze\n")
-    result = subprocess.run([sys.executable, "-m", "data_prep.ape_cli", "detokenize",
+    result = subprocess.run([sys.executable, "-m", "data_prep.ape", "detokenize",
                              "--generate-output", str(tmp_path / "gen.out"), "--triplets",
                              str(tmp_path / "t"), "--wordpiece", "unused", "--output",
                              str(tmp_path / "hyp")], cwd=ROOT, env=ENV, capture_output=True, text=True)
@@ -96,12 +96,12 @@ def test_recipes_print_their_commands(recipe, args, tmp_path):
     out = run("bash", str(ROOT / "recipes" / recipe / "run.sh"), "--dry-run", "true", "--device",
               "cpu", "--bert", str(tmp_path), "--work-dir", str(tmp_path / "w"), *args)
     assert "fairseq-train" in out and "--task ape" in out and "fairseq-generate" in out
-    assert "--required-batch-size-multiple 1" in out and "ape_cli score" in out
+    assert "--required-batch-size-multiple 1" in out and "-m data_prep.ape score" in out
     if recipe == "mlqe_pe_ape":
         assert "--bert-weights random" in out and "--lr-scheduler polynomial_decay" in out
     if recipe == "wmt18_ape":
         assert "--oversample 35" in out and "--arch bert_ape_base" in out
     if recipe == "synthetic_ape":
-        assert "ape_cli folds" in out and out.count("ape_cli assemble") == 2
+        assert "-m data_prep.ape folds" in out and out.count("-m data_prep.ape assemble") == 2
         assert "--restore-file" in out and "entmax_transformer_tiny" in out
     assert not (tmp_path / "w").exists()  # a dry run writes nothing

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from data_prep import DataError
-from data_prep.ape_binarize import binarize
-from data_prep.ape_synthetic import assemble, make_folds
-from data_prep.ape_triplets import check_triplets, mix, read_triplets, statistics, write_triplets
+from data_prep.ape.binarize import binarize
+from data_prep.ape.synthetic_triplets import assemble, make_folds
+from data_prep.ape.triplets import check_triplets, mix, read_triplets, statistics, write_triplets
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -38,7 +38,7 @@ def bert(tmp_path_factory) -> Path:
 def test_unequal_line_counts_name_the_longer_file_and_line(tmp_path):
     prefix = triplets(tmp_path / "t", ROWS)
     Path(f"{prefix}.mt").write_text("die katze sitzt\nein hund\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"t\.src:3: line counts differ: .*t\.mt ended after 2"):
+    with pytest.raises(DataError, match=r"t\.src:3: line counts differ: .*t\.mt has 2 lines, .*t\.src has 3"):
         check_triplets(prefix)
 
 
@@ -158,7 +158,7 @@ def test_mlqe_pe_from_the_mirror(tmp_path):
     mirror = Path(os.environ.get("DATA_MIRROR", Path(__file__).parents[2] / "shared" / "data"))
     if not (mirror / "mlqe-pe" / "en-de-test.tar.gz").is_file():
         pytest.skip("no MLQE-PE in DATA_MIRROR")
-    from data_prep.ape_corpora import prepare_mlqe_pe
+    from data_prep.ape.real_triplets import prepare_mlqe_pe
     counts = prepare_mlqe_pe("en-de", tmp_path / "dl", tmp_path / "text", mirror, log=lambda _: None)
     assert counts == {"train": 7000, "dev": 1000, "test20": 1000}
     stats = statistics(tmp_path / "text" / "test20")

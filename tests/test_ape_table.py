@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from data_prep import DataError
-from data_prep.ape_table import format_table, load_row, training_summary
+from data_prep.ape.table import format_table, load_row, training_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -95,7 +95,7 @@ def test_rows_scored_on_other_sentences_are_refused(tmp_path):
 def test_cli_table_names_the_missing_scores(tmp_path):
     run_dir(tmp_path / "a", ape_run(10, 1.0, 1.0), 30.0)
     (tmp_path / "b").mkdir()
-    cmd = [sys.executable, "-m", "data_prep.ape_cli", "table", "--row", f"A={tmp_path / 'a'}",
+    cmd = [sys.executable, "-m", "data_prep.ape", "table", "--row", f"A={tmp_path / 'a'}",
            "--row", f"B={tmp_path / 'b'}", "--output", str(tmp_path / "table.md")]
     result = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True)
     assert result.returncode == 1 and "b/decode/test20.json: no scores" in result.stderr

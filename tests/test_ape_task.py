@@ -17,7 +17,7 @@ from fairseq import options, tasks  # noqa: E402
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 
 import sparse_seq2seq.fairseq_plugin  # noqa: E402,F401  (registration)
-from data_prep.ape_binarize import binarize  # noqa: E402
+from data_prep.ape.binarize import binarize  # noqa: E402
 from sparse_seq2seq.attention import SparseMultiheadAttention  # noqa: E402
 from sparse_seq2seq.fairseq_plugin.ape_task import WordPieceDictionary, WordPieceJoiner  # noqa: E402
 from test_ape_data import ROWS, triplets  # noqa: E402

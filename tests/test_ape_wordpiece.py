@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from data_prep.ape_wordpiece import WordPieces, join_pieces
+from data_prep.ape.wordpiece import WordPieces, join_pieces
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

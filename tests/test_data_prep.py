@@ -19,7 +19,7 @@ from data_prep.atomic import _UMASK, atomic_dir, atomic_paths
 from data_prep.binarize import binarize, fairseq_subsets
 from data_prep.cli import main
 from data_prep.corpora import CORPORA, Archive, Corpus, Part, get_corpus
-from data_prep.corpus import check_parallel, count_lines, read_lines
+from data_prep.text_lines import check_parallel, count_lines, read_lines
 from data_prep.download import fetch, fetch_all, read_checksums, sha256_file
 from data_prep.extract import extract_split
 from data_prep.hypotheses import read_hypotheses, write_hypotheses

@@ -109,7 +109,7 @@ run_to() {  # run_to FILE CMD...: like run, CMD's output written to FILE atomica
   mv -f "$tmp" "$out"
 }
 
-ape() { run "$python_bin" -m data_prep.ape_cli "$@"; }
+ape() { run "$python_bin" -m data_prep.ape "$@"; }
 
 _ape_cpu() {
   case $device in
@@ -172,7 +172,7 @@ ape_decode() {
   [[ $dry_run == true ]] || grep '^Generate' "$out/$split.out"
   ape detokenize --generate-output "$out/$split.out" --triplets "$triplets" \
     --wordpiece "$data/wordpiece" --output "$out/$split.txt"
-  run_to "$out/$split.scores" "$python_bin" -m data_prep.ape_cli score --triplets "$triplets" \
+  run_to "$out/$split.scores" "$python_bin" -m data_prep.ape score --triplets "$triplets" \
     --hyp "$out/$split.txt" --json "$out/$split.json"
   [[ $dry_run == true ]] || cat "$out/$split.scores"
 }

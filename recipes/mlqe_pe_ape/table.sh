@@ -106,6 +106,6 @@ declare -A names=([random]="APE, random initialisation" [bert]="APE from BERT"
                   [synthetic]="APE from BERT + synthetic pre-training")
 table_rows=()
 for row in $rows; do table_rows+=(--row "${names[$row]}=$work_dir/$row"); done
-PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$python_bin" -m data_prep.ape_cli table \
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$python_bin" -m data_prep.ape table \
   "${table_rows[@]}" --output "$work_dir/table.md"
 echo "budget per row: $max_update updates of $max_tokens tokens, lr $lr, beam $beam, device $device"

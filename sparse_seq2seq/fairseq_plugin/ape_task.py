@@ -2,11 +2,11 @@
 
 As in Correia & Martins (ACL 2019), the encoder reads the source and the machine
 translation as one BERT sentence pair, ``[CLS] src [SEP] mt [SEP]``, and the decoder writes
-the post-edit ``pe [SEP]``. The data folder is made by ``python -m data_prep.ape_cli
+the post-edit ``pe [SEP]``. The data folder is made by ``python -m data_prep.ape
 binarize``: ``<split>.{src,mt,pe}.{bin,idx}`` hold BERT WordPiece ids without special tokens
 and ``vocab.txt`` is BERT's vocabulary, so dictionary index i *is* WordPiece id i and the
 pre-trained embeddings load as they are. ``fairseq-generate`` prints (``D-`` lines) the
-post-edits with WordPieces joined into BERT's basic tokens; ``python -m data_prep.ape_cli
+post-edits with WordPieces joined into BERT's basic tokens; ``python -m data_prep.ape
 detokenize`` turns them back into the triplets' own tokenisation.
 
 Unlike fairseq's translation task this task never drops sentences: fairseq 0.12.3 drops the
@@ -58,7 +58,7 @@ class WordPieceDictionary(Dictionary):
         """Read BERT's ``vocab.txt``: one WordPiece per line, line i = id i."""
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file (binarise the triplets with "
-                                    "`python -m data_prep.ape_cli binarize`)")
+                                    "`python -m data_prep.ape binarize`)")
         with open(path, "r", encoding="utf-8") as handle:
             return cls([line.rstrip("\n") for line in handle.readlines()])
 
@@ -74,7 +74,7 @@ class WordPieceJoiner:
 @dataclass
 class ApeConfig(FairseqDataclass):
     data: Optional[str] = field(default=None, metadata={
-        "help": "folder of binarised triplets (python -m data_prep.ape_cli binarize)"})
+        "help": "folder of binarised triplets (python -m data_prep.ape binarize)"})
 
 
 @register_task("ape", dataclass=ApeConfig)

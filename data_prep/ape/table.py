@@ -1,7 +1,7 @@
 """The post-editing results table: trained rows next to the do-nothing baseline.
 
 Each row is a run folder written by ``recipes/mlqe_pe_ape/table.sh``: ``decode/<split>.json``
-(scores of :func:`data_prep.ape_score.score`) and ``recipe.log`` (the row's recipe output,
+(scores of :func:`data_prep.ape.score.score`) and ``recipe.log`` (the row's recipe output,
 with ``fairseq-train``'s ``--log-format simple`` lines). The table gives TER (cased and case-insensitive) and BLEU with their
 sacrebleu signatures, the updates each row reached and its last logged training NLL (bits
 per token), so that rows trained with the same budget can be compared (Correia & Martins,
@@ -14,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from . import DataError
+from .. import DataError
 
 _INNER = re.compile(r"\| train_inner \|.*?nll_loss=([0-9.]+)")
 _EPOCH = re.compile(r"\| train \|.*?\| nll_loss ([0-9.]+)")

@@ -13,12 +13,12 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import DataError
-from .ape_triplets import SIDES, Triplet, check_triplets, copy_checked, empty_side, write_triplets
-from .corpora import Archive
-from .corpus import decode_lines
-from .download import fetch_all
-from .extract import open_member
+from .. import DataError
+from ..corpora import Archive
+from ..download import fetch_all
+from ..extract import open_member
+from ..text_lines import decode_lines, read_aligned
+from .triplets import SIDES, Triplet, check_triplets, copy_checked, empty_side, write_triplets
 
 MLQE_URL = "https://github.com/sheffieldnlp/mlqe-pe/raw/master/data/post-editing/{split}/{name}"
 MLQE_SHA256 = {
@@ -55,15 +55,8 @@ def _member_triplets(archive: Path, stem: str) -> Iterator[Triplet]:
             member = f"{stem}.{side}"
             handle = stack.enter_context(open_member(archive, member))
             readers.append(decode_lines(handle, f"{archive}:{member}"))
-        number = 0
-        while True:
-            lines = [next(r, None) for r in readers]
-            if all(x is None for x in lines):
-                return
-            number += 1
-            if any(x is None for x in lines):
-                raise DataError(f"{archive}:{stem}.*:{number}: the src, mt and pe members "
-                                "have different line counts")
+        labels = [f"{archive}:{stem}.{side}" for side in SIDES]
+        for number, lines in enumerate(read_aligned(readers, labels), start=1):
             triplet = (lines[0], lines[1], lines[2])
             side = empty_side(triplet)  # type: ignore[arg-type]
             if side is not None:

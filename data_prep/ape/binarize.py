@@ -20,11 +20,11 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import DataError
-from .ape_triplets import SIDES, empty_side, read_triplets
-from .ape_wordpiece import WordPieces
-from .atomic import atomic_dir
-from .binarize import SPLITS_FILE
+from .. import DataError
+from ..atomic import atomic_dir
+from ..binarize import SPLITS_FILE
+from .triplets import SIDES, empty_side, read_triplets
+from .wordpiece import WordPieces
 
 BATCH = 2000
 SHOWN = 5

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, Sequence
 
 from . import DataError
 
@@ -42,6 +42,31 @@ def count_lines(path: str | os.PathLike) -> int:
     return sum(1 for _ in read_lines(path))
 
 
+def read_aligned(readers: Sequence[Iterable[str]], labels: Sequence[str]) -> Iterator[tuple[str, ...]]:
+    """Yield the i-th lines of several line streams read side by side, as one tuple per i.
+
+    The first stream that ends before another stops the reading with an error naming both
+    and their line counts; ``labels`` name the streams (file paths) in that message.
+    """
+    iterators = [iter(reader) for reader in readers]
+    number = 0
+    while True:
+        lines = [next(iterator, None) for iterator in iterators]
+        if all(line is None for line in lines):
+            return
+        number += 1
+        if any(line is None for line in lines):
+            ended = " and ".join(label for label, line in zip(labels, lines) if line is None)
+            longer = next(i for i, line in enumerate(lines) if line is not None)
+            total = number + sum(1 for _ in iterators[longer])
+            if number == 1:
+                raise DataError(f"{ended}: empty corpus (0 lines) but {labels[longer]} has "
+                                f"{total} lines")
+            raise DataError(f"{labels[longer]}:{number}: line counts differ: {ended} has "
+                            f"{number - 1} lines, {labels[longer]} has {total}")
+        yield tuple(lines)  # type: ignore[misc]
+
+
 def read_parallel(src: str | os.PathLike, tgt: str | os.PathLike) -> Iterator[tuple[str, str]]:
     """Yield aligned (source, target) lines; raise on the first sign of a bad corpus.
 
@@ -52,24 +77,10 @@ def read_parallel(src: str | os.PathLike, tgt: str | os.PathLike) -> Iterator[tu
     for path in (src, tgt):
         if not path.is_file():
             raise DataError(f"{path}: no such file")
-    src_lines, tgt_lines = read_lines(src), read_lines(tgt)
     number = 0
-    while True:
-        s = next(src_lines, None)
-        t = next(tgt_lines, None)
-        if s is None and t is None:
-            break
-        number += 1
-        if s is None or t is None:
-            short, long_ = (src, tgt) if s is None else (tgt, src)
-            rest = 1 + sum(1 for _ in (tgt_lines if s is None else src_lines))
-            if number == 1:
-                raise DataError(f"{short}: empty corpus (0 lines) but {long_} has {rest} lines")
-            raise DataError(
-                f"{long_}:{number}: line counts differ: {short} has {number - 1} lines, "
-                f"{long_} has {number - 1 + rest}"
-            )
-        yield s, t
+    for number, pair in enumerate(read_aligned([read_lines(src), read_lines(tgt)],
+                                               [str(src), str(tgt)]), start=1):
+        yield pair  # type: ignore[misc]
     if number == 0:
         raise DataError(f"{src}: empty corpus (0 lines; {tgt} is empty too)")
 

@@ -1,4 +1,4 @@
-"""Command line of the post-editing data steps: ``python -m data_prep.ape_cli <command>``.
+"""Command line of the post-editing data steps: ``python -m data_prep.ape <command>``.
 
 Real triplets (MLQE-PE, a WMT APE folder), synthetic ones (jackknife folds, assembly of
 eSCAPE-style and round-trip triplets), mixing, statistics, WordPiece binarisation for the
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Sequence
 
-from . import DataError
-from .cli import _bool, _log, run_command
+from .. import DataError
+from ..cli import _bool, _log, command_parser, run_command
 
 
 def _named(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
@@ -27,33 +26,33 @@ def _named(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
 
 
 def cmd_mlqe_pe(args: argparse.Namespace) -> None:
-    from .ape_corpora import prepare_mlqe_pe
+    from .real_triplets import prepare_mlqe_pe
     prepare_mlqe_pe(args.pair, args.dest, args.out, args.mirror or None, _log)
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from .ape_corpora import import_folder
+    from .real_triplets import import_folder
     import_folder(args.folder, args.out, tuple(args.splits), _log)
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
-    from .ape_triplets import format_statistics, statistics
+    from .triplets import format_statistics, statistics
     for prefix in args.prefixes:
         print(format_statistics(prefix, statistics(prefix)), flush=True)
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
-    from .ape_triplets import mix
+    from .triplets import mix
     mix(args.real, args.synthetic, args.oversample, args.out, _log)
 
 
 def cmd_folds(args: argparse.Namespace) -> None:
-    from .ape_synthetic import make_folds
+    from .synthetic_triplets import make_folds
     make_folds(args.input, args.src, args.tgt, args.k, args.out, args.seed, args.limit, _log)
 
 
 def cmd_assemble(args: argparse.Namespace) -> None:
-    from .ape_synthetic import assemble
+    from .synthetic_triplets import assemble
     if not (len(args.src) == len(args.mt) == len(args.pe)):
         raise DataError(f"give one --src, --mt and --pe file per part; got {len(args.src)}, "
                         f"{len(args.mt)}, {len(args.pe)}")
@@ -61,7 +60,7 @@ def cmd_assemble(args: argparse.Namespace) -> None:
 
 
 def cmd_binarize(args: argparse.Namespace) -> None:
-    from .ape_binarize import binarize
+    from .binarize import binarize
     splits = [("train", args.train)] if args.train else []
     splits += [("valid", args.valid)] if args.valid else []
     splits += _named(args.split, "--split")
@@ -71,12 +70,12 @@ def cmd_binarize(args: argparse.Namespace) -> None:
 
 
 def cmd_detokenize(args: argparse.Namespace) -> None:
-    from .ape_score import detokenize
+    from .score import detokenize
     detokenize(args.generate_output, args.triplets, args.wordpiece, args.output, _log)
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from .ape_score import format_scores, score, write_json
+    from .score import format_scores, score, write_json
     rows = score(args.hyp, args.triplets)
     print(format_scores(rows), flush=True)
     if args.json:
@@ -84,8 +83,8 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    from .ape_table import format_table, load_row
-    from .atomic import atomic_paths
+    from .table import format_table, load_row
+    from ..atomic import atomic_paths
     rows = [(name, load_row(folder, args.split)) for name, folder in _named(args.row, "--row")]
     table = format_table(rows)
     print(table, flush=True)
@@ -95,14 +94,7 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.ape_cli", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def add(name: str, func, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(func=func)
-        return p
-
+    parser, add = command_parser("python -m data_prep.ape", __doc__)
     p = add("mlqe-pe", cmd_mlqe_pe, "fetch MLQE-PE post-editing tarballs (sha256-checked) and "
             "write {train,dev,test20}.{src,mt,pe}")
     p.add_argument("--pair", default="en-de", choices=("en-de", "en-zh"))
@@ -165,7 +157,3 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a data error prints ``error: ...`` and returns 1."""
     return run_command(build_parser(), argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

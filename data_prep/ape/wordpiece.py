@@ -19,7 +19,7 @@ import contextlib
 import os
 from typing import Iterator, Sequence
 
-from . import DataError
+from .. import DataError
 
 CONTINUATION = "##"
 

@@ -19,10 +19,10 @@ import random
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import DataError
-from .ape_triplets import Triplet, empty_side, format_statistics, statistics, write_triplets
-from .atomic import atomic_dir
-from .corpus import read_lines, read_parallel
+from .. import DataError
+from ..atomic import atomic_dir
+from ..text_lines import read_aligned, read_lines, read_parallel
+from .triplets import Triplet, empty_side, format_statistics, statistics, write_triplets
 
 SHOWN = 5
 
@@ -80,18 +80,8 @@ def assemble(parts: Sequence[tuple[str, str, str]], out: str | os.PathLike,
 
     def stream():
         for files in parts:
-            readers = [read_lines(path) for path in files]
-            number = 0
-            while True:
-                lines = [next(r, None) for r in readers]
-                if all(x is None for x in lines):
-                    break
-                number += 1
-                if any(x is None for x in lines):
-                    ended = [p for p, x in zip(files, lines) if x is None]
-                    longer = [p for p, x in zip(files, lines) if x is not None][0]
-                    raise DataError(f"{longer}:{number}: line counts differ: "
-                                    f"{', '.join(ended)} ended after {number - 1} lines")
+            lines_of = read_aligned([read_lines(path) for path in files], list(files))
+            for number, lines in enumerate(lines_of, start=1):
                 triplet: Triplet = (lines[0], lines[1], lines[2])  # type: ignore[assignment]
                 side = empty_side(triplet)
                 if side is not None:

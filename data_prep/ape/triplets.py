@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from . import DataError
-from .atomic import atomic_paths
-from .corpus import read_lines
+from .. import DataError
+from ..atomic import atomic_paths
+from ..text_lines import read_aligned, read_lines
 
 SIDES = ("src", "mt", "pe")
 Triplet = tuple[str, str, str]
@@ -36,19 +36,10 @@ def read_triplets(prefix: str | os.PathLike) -> Iterator[tuple[int, Triplet]]:
         if not path.is_file():
             raise DataError(f"{path}: no such file (a triplet set needs "
                             f"{', '.join(str(p) for p in files)})")
-    readers = [read_lines(path) for path in files]
     number = 0
-    while True:
-        lines = [next(reader, None) for reader in readers]
-        if all(line is None for line in lines):
-            break
-        number += 1
-        if any(line is None for line in lines):
-            ended = [str(p) for p, line in zip(files, lines) if line is None]
-            longer = [p for p, line in zip(files, lines) if line is not None][0]
-            raise DataError(f"{longer}:{number}: line counts differ: {', '.join(ended)} "
-                            f"ended after {number - 1} lines")
-        yield number, (lines[0], lines[1], lines[2])  # type: ignore[misc]
+    for number, lines in enumerate(read_aligned([read_lines(path) for path in files],
+                                                [str(path) for path in files]), start=1):
+        yield number, (lines[0], lines[1], lines[2])
     if number == 0:
         raise DataError(f"{files[0]}: empty triplet set (0 lines)")
 

@@ -15,12 +15,12 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from . import DataError
-from .ape_triplets import paths, read_triplets
-from .ape_wordpiece import WordPieces
-from .atomic import atomic_paths
-from .corpus import read_lines
-from .hypotheses import write_hypotheses
+from .. import DataError
+from ..atomic import atomic_paths
+from ..hypotheses import write_hypotheses
+from ..text_lines import read_lines
+from .triplets import paths, read_triplets
+from .wordpiece import WordPieces
 
 
 def detokenize(generate_output: str | os.PathLike, prefix: str | os.PathLike,
