@@ -20,14 +20,14 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from sparse_seq2seq.lvm import build_estimator
-from sparse_seq2seq.lvm.emergent import Receiver, Sender, sample_games
-from sparse_seq2seq.lvm.ssvae import SSVAE
+from sparse_seq2seq.lvm.experiments.emergent import Receiver, Sender, sample_games
+from sparse_seq2seq.lvm.experiments.ssvae import SSVAE
 
 
 def _images(n: int, gen: torch.Generator) -> torch.Tensor:
     """MNIST training images from the mirror when available, else uniform noise (timing only)."""
     try:
-        from sparse_seq2seq.lvm.data import load_idx_dataset
+        from sparse_seq2seq.lvm.experiments.data import load_idx_dataset
 
         train_x = load_idx_dataset("mnist")[0]
         return torch.from_numpy(train_x[:n].reshape(n, 784)).float() / 255

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from sparse_seq2seq.lvm import data as lvm_data
-from sparse_seq2seq.lvm.bitvector_vae import BitVectorVAE, elbo_parts, importance_sampled_nll, posterior
-from sparse_seq2seq.lvm.emergent import Receiver, sample_games
-from sparse_seq2seq.lvm.reporting import results_table
-from sparse_seq2seq.lvm.ssvae import SSVAE
+from sparse_seq2seq.lvm.experiments import data as lvm_data
+from sparse_seq2seq.lvm.experiments.bitvector_vae import BitVectorVAE, elbo_parts, importance_sampled_nll, posterior
+from sparse_seq2seq.lvm.experiments.emergent import Receiver, sample_games
+from sparse_seq2seq.lvm.experiments.reporting import results_table
+from sparse_seq2seq.lvm.experiments.ssvae import SSVAE
 
 HAVE_DATA = lvm_data.data_root() is not None and (lvm_data.data_root() / "mnist").is_dir()
 
@@ -138,7 +138,7 @@ def test_results_table_mean_and_std():
 
 @pytest.mark.skipif(not HAVE_DATA, reason="needs the data mirror")
 def test_short_real_runs_write_records(tmp_path):
-    from sparse_seq2seq.lvm import bitvector_vae, ssvae
+    from sparse_seq2seq.lvm.experiments import bitvector_vae, ssvae
 
     ssvae.main(["train", "--method", "sparsemax", "--max-steps", "3", "--eval-every", "2", "--hidden", "16",
                 "--out", str(tmp_path), "--no-progress"])

@@ -40,7 +40,7 @@ run() { nice -n 10 "$python" "$@"; }
 
 if [[ $stage -le 0 && $stop_stage -ge 0 ]]; then
   echo "== stage 0: Fashion-MNIST (checksums of the decompressed files verified)"
-  run -c "from sparse_seq2seq.lvm.data import load_idx_dataset
+  run -c "from sparse_seq2seq.lvm.experiments.data import load_idx_dataset
 x = load_idx_dataset('fashion-mnist'); print('fashion-mnist', x[0].shape, x[2].shape)"
 fi
 
@@ -55,7 +55,7 @@ if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then
         [[ -n $budget ]] && extra+=(--budget "$budget")
         [[ $m == topk_sparsemax ]] && extra+=(--k "$k")
         [[ $m == sparsemap* ]] && extra+=(--sparsemap-encoding "$sparsemap_encoding")
-        run -m sparse_seq2seq.lvm.bitvector_vae --method "$m" --latent-dim "$d" --seed "$s" --epochs "$epochs" \
+        run -m sparse_seq2seq.lvm.experiments.bitvector_vae --method "$m" --latent-dim "$d" --seed "$s" --epochs "$epochs" \
           --max-steps "$max_steps" --lr "$lr" --eval-size "$eval_size" --is-samples "$is_samples" \
           --threads "$threads" --out "$dest" "${extra[@]}"
       done
@@ -66,7 +66,7 @@ fi
 if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then
   echo "== stage 2: results tables and training curves"
   for d in $dims; do
-    run -m sparse_seq2seq.lvm.reporting "$out/d$d" --experiment bitvector_vae --digits 3 \
+    run -m sparse_seq2seq.lvm.experiments.reporting "$out/d$d" --experiment bitvector_vae --digits 3 \
       --metrics nll_bpd elbo_recon_bpd elbo_kl_bpd posterior_entropy_bits decoder_calls decoder_calls_last train_time_s \
       --curve train_neg_elbo_bpd decoder_calls --table "$out/d$d/results.md" --plot "$out/d$d/curves.png"
   done

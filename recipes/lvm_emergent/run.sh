@@ -51,7 +51,7 @@ if [[ $stage -le 0 && $stop_stage -ge 0 ]]; then
   if [[ -f $features_dir/train.npy && -f $features_dir/test.npy && $force == false ]]; then
     echo "exists: $features_dir/{train,test}.npy"
   else
-    run -m sparse_seq2seq.lvm.features --dataset "$dataset" --dim 256 --out "$features_dir"
+    run -m sparse_seq2seq.lvm.experiments.features --dataset "$dataset" --dim 256 --out "$features_dir"
   fi
 fi
 
@@ -60,7 +60,7 @@ if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then
   for s in $seeds; do
     for m in $methods; do
       if [[ -f $out/${m}_seed$s.json && $force == false ]]; then echo "exists: $out/${m}_seed$s.json"; continue; fi
-      run -m sparse_seq2seq.lvm.emergent --method "$m" --seed "$s" --epochs "$epochs" \
+      run -m sparse_seq2seq.lvm.experiments.emergent --method "$m" --seed "$s" --epochs "$epochs" \
         --games-per-epoch "$games_per_epoch" --lr "$(lr_of "$m")" --entropy-coeff "$entropy_coeff" --threads "$threads" \
         --train-features "$features_dir/train.npy" --test-features "$features_dir/test.npy" --out "$out"
     done
@@ -69,7 +69,7 @@ fi
 
 if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then
   echo "== stage 2: results table and training curves"
-  run -m sparse_seq2seq.lvm.reporting "$out" --experiment emergent \
+  run -m sparse_seq2seq.lvm.experiments.reporting "$out" --experiment emergent \
     --metrics test_success decoder_calls decoder_calls_last train_time_s \
     --curve train_success decoder_calls --table "$out/results.md" --plot "$out/curves.png"
 fi

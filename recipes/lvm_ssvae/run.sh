@@ -34,7 +34,7 @@ run() { nice -n 10 "$python" "$@"; }
 
 if [[ $stage -le 0 && $stop_stage -ge 0 ]]; then
   echo "== stage 0: MNIST and the paper's splits (checksums verified)"
-  run -c "from sparse_seq2seq.lvm.data import load_idx_dataset, load_ssvae_splits
+  run -c "from sparse_seq2seq.lvm.experiments.data import load_idx_dataset, load_ssvae_splits
 x = load_idx_dataset('mnist'); s = load_ssvae_splits()
 print('mnist', x[0].shape, x[2].shape, {k: len(v) for k, v in s.items()})"
 fi
@@ -43,7 +43,7 @@ if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then
   echo "== stage 1: warm start on the 5,000 labelled images"
   for family in softmax sparse; do
     if [[ -f $out/warmstart_$family.pt && $force == false ]]; then echo "exists: $out/warmstart_$family.pt"; continue; fi
-    run -m sparse_seq2seq.lvm.ssvae warmstart --family "$family" --epochs "$warm_epochs" --threads "$threads" --out "$out"
+    run -m sparse_seq2seq.lvm.experiments.ssvae warmstart --family "$family" --epochs "$warm_epochs" --threads "$threads" --out "$out"
   done
 fi
 
@@ -53,7 +53,7 @@ if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then
     for m in $methods; do
       if [[ -f $out/${m}_seed$s.json && $force == false ]]; then echo "exists: $out/${m}_seed$s.json"; continue; fi
       family=softmax; [[ $m == sparsemax || $m == topk_sparsemax ]] && family=sparse
-      run -m sparse_seq2seq.lvm.ssvae train --method "$m" --seed "$s" --epochs "$epochs" --lr "$lr" \
+      run -m sparse_seq2seq.lvm.experiments.ssvae train --method "$m" --seed "$s" --epochs "$epochs" --lr "$lr" \
         --threads "$threads" --warm-start "$out/warmstart_$family.pt" --out "$out"
     done
   done
@@ -61,7 +61,7 @@ fi
 
 if [[ $stage -le 3 && $stop_stage -ge 3 ]]; then
   echo "== stage 3: results table and training curves"
-  run -m sparse_seq2seq.lvm.reporting "$out" --experiment ssvae \
+  run -m sparse_seq2seq.lvm.experiments.reporting "$out" --experiment ssvae \
     --metrics test_accuracy decoder_calls train_time_s \
     --curve val_accuracy decoder_calls --table "$out/results.md" --plot "$out/curves.png"
 fi

@@ -3,7 +3,8 @@
 Correia, Niculae, Aziz & Martins, "Efficient Marginalization of Discrete and Structured Latent
 Variables via Sparsity", NeurIPS 2020. ``build_estimator(name, latent)`` returns an estimator;
 ``estimator(scores, loss_fn) -> Estimate`` gives the objective to back-propagate and the number
-of decoder calls. The experiments live in ``ssvae``, ``emergent`` and ``bitvector_vae``.
+of decoder calls. The paper's experiments, with their data and reporting, live in
+:mod:`sparse_seq2seq.lvm.experiments`.
 """
 from .base import Estimate, Estimator, LossFn, expect_over_support, sparse_entropy
 from .estimators import ESTIMATORS, SPARSE, build_estimator

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import numpy as np
 import torch
 
-from .estimators import ESTIMATORS
+from ..estimators import ESTIMATORS
 
 __all__ = ["seed_everything", "add_common_args", "RunRecord", "batches", "mlp"]
 

@@ -10,7 +10,7 @@ dimension by importance sampling with 1024 samples from a defensive proposal
 r = ½ π(·|x) + ½ Π_i Bernoulli(clip(μ_i, 0.05, 0.95)), μ the marginals of π (r has full support,
 so the estimate is valid for sparse π too).
 
-    python -m sparse_seq2seq.lvm.bitvector_vae --method sparsemap --latent-dim 32 --epochs 1 \
+    python -m sparse_seq2seq.lvm.experiments.bitvector_vae --method sparsemap --latent-dim 32 --epochs 1 \
         --seed 1 --out exp/lvm_bitvector/d32
 """
 from __future__ import annotations
@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..mappings import sparsemax
-from ..sparsemap import ENCODINGS, sparsemap_bitvector
+from ...mappings import sparsemax
+from ...sparsemap import ENCODINGS, sparsemap_bitvector
+from ..estimators import build_estimator
+from ..spaces import kbest_bitvectors
 from .common import RunRecord, add_common_args, batches, mlp, seed_everything
 from .data import dynamic_binarize, load_idx_dataset
-from .estimators import build_estimator
-from .spaces import kbest_bitvectors
 
 __all__ = ["BitVectorVAE", "posterior", "importance_sampled_nll", "main"]
 

@@ -4,7 +4,7 @@ The paper's game uses ImageNet features, which cannot be obtained offline; this 
 features of (Fashion-)MNIST instead: pixels in [0, 1], centred on the training mean, projected
 on the top ``dim`` principal directions of the training set and scaled to unit average norm.
 
-    python -m sparse_seq2seq.lvm.features --dataset fashion-mnist --dim 256 --out exp/lvm_emergent/features
+    python -m sparse_seq2seq.lvm.experiments.features --dataset fashion-mnist --dim 256 --out exp/lvm_emergent/features
 """
 from __future__ import annotations
 

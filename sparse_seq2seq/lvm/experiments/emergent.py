@@ -11,7 +11,7 @@ support only), and an entropy bonus keeps the sender exploring:
 Any feature matrix works (``--train-features``/``--test-features``, rows = images). The paper used
 ImageNet features; the recipe here uses PCA features of Fashion-MNIST (see ``features.py``).
 
-    python -m sparse_seq2seq.lvm.emergent --method sparsemax --train-features f/train.npy \
+    python -m sparse_seq2seq.lvm.experiments.emergent --method sparsemax --train-features f/train.npy \
         --test-features f/test.npy --epochs 2 --seed 1 --out exp/lvm_emergent
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from ..estimators import build_estimator
 from .common import RunRecord, add_common_args, mlp, seed_everything
-from .estimators import build_estimator
 
 __all__ = ["Sender", "Receiver", "sample_games", "main"]
 

@@ -19,7 +19,7 @@ import torch
 
 __all__ = ["data_root", "load_idx_dataset", "load_ssvae_splits", "dynamic_binarize"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 UPSTREAM = {

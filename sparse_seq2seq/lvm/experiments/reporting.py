@@ -1,6 +1,6 @@
 """Results tables (mean ± std over seeds) and training-curve plots from run records.
 
-    python -m sparse_seq2seq.lvm.reporting exp/lvm_ssvae --metrics test_accuracy decoder_calls \
+    python -m sparse_seq2seq.lvm.experiments.reporting exp/lvm_ssvae --metrics test_accuracy decoder_calls \
         --curve val_accuracy --table exp/lvm_ssvae/results.md --plot exp/lvm_ssvae/curves.png
 """
 from __future__ import annotations

@@ -10,8 +10,8 @@ classes, sparsemax only the classes in the support, the sampling baselines one o
 x add −ELBO(x, y) + α·classification loss. The classifier is first warm-started on the labelled
 split (stage ``warmstart``), as in the paper. Images are dynamically binarised.
 
-    python -m sparse_seq2seq.lvm.ssvae warmstart --family softmax --out exp/lvm_ssvae
-    python -m sparse_seq2seq.lvm.ssvae train --method sparsemax --warm-start exp/lvm_ssvae/warmstart_sparse.pt \
+    python -m sparse_seq2seq.lvm.experiments.ssvae warmstart --family softmax --out exp/lvm_ssvae
+    python -m sparse_seq2seq.lvm.experiments.ssvae train --method sparsemax --warm-start exp/lvm_ssvae/warmstart_sparse.pt \
         --epochs 1 --seed 1 --out exp/lvm_ssvae
 """
 from __future__ import annotations
@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..losses import sparsemax_loss
+from ...losses import sparsemax_loss
+from ..estimators import build_estimator
 from .common import RunRecord, add_common_args, batches, mlp, seed_everything
 from .data import dynamic_binarize, load_idx_dataset, load_ssvae_splits
-from .estimators import build_estimator
 
 __all__ = ["SSVAE", "load_mnist_splits", "main"]
 
