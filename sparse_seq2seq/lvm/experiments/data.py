@@ -1,30 +1,30 @@
 """MNIST, Fashion-MNIST and the semi-supervised VAE splits, from a mirror or upstream, checked.
 
-Files are read from ``$DATA_MIRROR/<dataset>/`` (default ``../shared/data`` next to the
-repository). Without a mirror they are downloaded once into ``$XDG_CACHE_HOME/sparse_seq2seq``
-from the upstream addresses below. idx files are checked by the md5 of their *decompressed*
-bytes (mirrors may recompress them), the split files by sha256.
+Files are read in place from a mirror folder, ``<mirror>/<dataset>/<file>`` — the ``mirror``
+argument, default ``$DATA_MIRROR``. Without a mirror, or when it lacks a file, the file is
+downloaded once from the upstream address recorded in :data:`UPSTREAM` into ``cache``
+(default ``$XDG_CACHE_HOME/sparse_seq2seq``). idx files are checked by the md5 of their
+*decompressed* bytes (mirrors may recompress them), the split files by sha256; both through
+:func:`sparse_seq2seq.download.fetch`.
 """
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
-import urllib.request
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
-__all__ = ["data_root", "load_idx_dataset", "load_ssvae_splits", "dynamic_binarize"]
+from ...download import Checksum, fetch, mirror_from_env
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+__all__ = ["data_root", "load_idx_dataset", "load_ssvae_splits", "dynamic_binarize", "UPSTREAM"]
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 UPSTREAM = {
-    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/{name}.gz",
-    "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/{name}.gz",
+    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/{name}",
+    "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/{name}",
     "ssvae-splits": "https://raw.githubusercontent.com/deep-spin/sparse-marginalization-lvm/master/"
                     "data/semi_supervised-vae/test_train_splits/{name}",
 }
@@ -50,35 +50,25 @@ SPLIT_SHA256 = {
 
 
 def data_root() -> Optional[Path]:
-    """The mirror folder: ``$DATA_MIRROR``, else ``<repo>/../shared/data`` when it exists, else None."""
-    env = os.environ.get("DATA_MIRROR")
-    if env:
-        path = Path(env)
-        return path if path.is_absolute() else (REPO_ROOT / path).resolve()
-    default = (REPO_ROOT / ".." / "shared" / "data").resolve()
-    return default if default.is_dir() else None
+    """The mirror folder named by ``$DATA_MIRROR`` (relative to the current folder), else None."""
+    return mirror_from_env()
 
 
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sparse_seq2seq"
 
 
-def _fetch(dataset: str, filename: str) -> Path:
-    """Path of ``dataset/filename`` in the mirror, or downloaded into the cache."""
-    root = data_root()
-    if root is not None:
-        path = root / dataset / filename
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found (DATA_MIRROR={root})")
-        return path
-    target = _cache_dir() / dataset / filename
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        url = UPSTREAM[dataset].format(name=filename.removesuffix(".gz") if dataset != "ssvae-splits" else filename)
-        tmp = target.with_suffix(target.suffix + ".part")
-        urllib.request.urlretrieve(url, tmp)
-        tmp.rename(target)
-    return target
+def upstream_url(dataset: str, filename: str) -> str:
+    """The recorded upstream address of ``dataset/filename``."""
+    return UPSTREAM[dataset].format(name=filename)
+
+
+def _fetch(dataset: str, filename: str, checksum: Optional[Checksum], mirror: Optional[Path],
+           cache: Optional[Path]) -> Path:
+    """Path of ``dataset/filename``: the mirror's own file, else a download into the cache."""
+    return fetch(filename, upstream_url(dataset, filename), (cache or _cache_dir()) / dataset,
+                 mirror=mirror, mirror_path=f"{dataset}/{filename}", checksum=checksum,
+                 allow_unverified=checksum is None, in_place=True)
 
 
 def _read_idx(raw: bytes) -> np.ndarray:
@@ -91,30 +81,33 @@ def _read_idx(raw: bytes) -> np.ndarray:
     return data.reshape(tuple(dims)).copy()
 
 
-def load_idx_dataset(dataset: str, verify: bool = True) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_idx_dataset(dataset: str, verify: bool = True, mirror: Optional[Path] = None,
+                     cache: Optional[Path] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train_images, train_labels, test_images, test_labels) of 'mnist' or 'fashion-mnist'.
 
-    Images are uint8 arrays of shape (N, 28, 28); labels uint8 (N,).
-    """
+    Images are uint8 arrays of shape (N, 28, 28); labels uint8 (N,). ``mirror`` defaults to
+    ``$DATA_MIRROR``; a file that does not match its md5 raises
+    :class:`~sparse_seq2seq.download.DownloadError` (a ``ValueError``) naming it."""
     if dataset not in DECOMPRESSED_MD5:
         raise ValueError(f"unknown dataset {dataset!r}")
+    mirror = mirror if mirror is not None else data_root()
     arrays = []
     for name in IDX_FILES:
-        raw = gzip.decompress(_fetch(dataset, name + ".gz").read_bytes())
-        if verify and hashlib.md5(raw).hexdigest() != DECOMPRESSED_MD5[dataset][name]:
-            raise ValueError(f"{dataset}/{name}: md5 of decompressed bytes does not match")
-        arrays.append(_read_idx(raw))
+        checksum = Checksum(DECOMPRESSED_MD5[dataset][name], "md5", decompressed=True) if verify else None
+        path = _fetch(dataset, name + ".gz", checksum, mirror, cache)
+        arrays.append(_read_idx(gzip.decompress(path.read_bytes())))
     return tuple(arrays)  # type: ignore[return-value]
 
 
-def load_ssvae_splits(verify: bool = True) -> Dict[str, np.ndarray]:
+def load_ssvae_splits(verify: bool = True, mirror: Optional[Path] = None,
+                      cache: Optional[Path] = None) -> Dict[str, np.ndarray]:
     """The paper's MNIST-train index splits: 'labeled' (5,000), 'unlabeled' (45,000), 'validation' (10,000)."""
+    mirror = mirror if mirror is not None else data_root()
     out = {}
     for key, filename in (("labeled", "labeled_train_indx.npy"), ("unlabeled", "unlabeled_train_indx.npy"),
                           ("validation", "validation_indx.npy")):
-        path = _fetch("ssvae-splits", filename)
-        if verify and hashlib.sha256(path.read_bytes()).hexdigest() != SPLIT_SHA256[filename]:
-            raise ValueError(f"{path}: sha256 does not match")
+        checksum = Checksum(SPLIT_SHA256[filename]) if verify else None
+        path = _fetch("ssvae-splits", filename, checksum, mirror, cache)
         out[key] = np.load(path).astype(np.int64).reshape(-1)
     return out
 
