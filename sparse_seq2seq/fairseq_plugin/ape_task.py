@@ -9,9 +9,8 @@ pre-trained embeddings load as they are. ``fairseq-generate`` prints (``D-`` lin
 post-edits with WordPieces joined into BERT's basic tokens; ``python -m data_prep.ape
 detokenize`` turns them back into the triplets' own tokenisation.
 
-Unlike fairseq's translation task this task never drops sentences: fairseq 0.12.3 drops the
-last batch when its size is not a multiple of ``--required-batch-size-multiple``, so batches
-are always built with multiple 1 here.
+Every triplet is batched whatever ``--required-batch-size-multiple`` says (see
+:mod:`.batching`).
 """
 import logging
 import os
@@ -145,13 +144,3 @@ class ApeTask(FairseqTask):
         if getattr(args, "_name", None) or getattr(args, "bpe", None):
             return super().build_bpe(args)
         return WordPieceJoiner()
-
-    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
-                           ignore_invalid_inputs=False, required_batch_size_multiple=1, **kwargs):
-        if required_batch_size_multiple != 1:
-            logger.info(f"ape task: batches built with --required-batch-size-multiple 1 "
-                        f"instead of {required_batch_size_multiple}, so no sentence is dropped")
-        return super().get_batch_iterator(
-            dataset, max_tokens=max_tokens, max_sentences=max_sentences,
-            max_positions=max_positions, ignore_invalid_inputs=ignore_invalid_inputs,
-            required_batch_size_multiple=1, **kwargs)
