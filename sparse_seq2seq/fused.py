@@ -3,7 +3,8 @@ fixed-length Newton loops over rows and compiled with ``torch.compile`` (one pas
 row per step, vectorised, no temporaries), plus fused backward passes.
 
 They are used for float32/float64 tensors with at least ``min_numel`` elements on CPU or
-CUDA; anything else, or a row the fixed loop did not settle, goes to the eager code.
+CUDA; anything else goes to the eager code, and so does a call in which some row's mass
+is not yet one (each kernel reports max |Σ p − 1| over rows; :func:`.backends.converged`).
 ``SPARSE_SEQ2SEQ_FUSED=0`` (or :func:`configure`) turns them off; if compilation fails (no
 C++ compiler, say) they turn themselves off with a warning.
 """
@@ -52,51 +53,43 @@ def run(name: str, fn: Callable, *args):
         return None
 
 
-def to_rows(X: torch.Tensor, dim: int) -> torch.Tensor:
-    """(n, d) contiguous view/copy of X with ``dim`` last."""
-    return X.movedim(dim, -1).contiguous().view(-1, X.shape[dim])
-
-
-def from_rows(rows: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
-    shape = list(like.movedim(dim, -1).shape)
-    return rows.view(shape).movedim(-1, dim)
-
-
 def _shifted(X: torch.Tensor) -> torch.Tensor:
     top = X.amax(1, keepdim=True)
     return X - torch.where(torch.isneginf(top), torch.zeros_like(top), top)
 
 
 # -- forward kernels ------------------------------------------------------------------------
+def _residual(p: torch.Tensor) -> torch.Tensor:
+    """max |Σ p − 1| over the rows that carry mass (all −inf rows carry none)."""
+    total = p.sum(1, keepdim=True)
+    return torch.where(total > 0, (total - 1).abs(), 0.0).amax()
+
+
 def sparsemax_rows(X: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Newton from below (see thresholds.sparsemax_threshold); also says whether any row's
-    threshold still moved at the last step."""
+    """Newton from below (see thresholds.sparsemax_threshold); also max |Σ p − 1|."""
     Z = _shifted(X)
     tau = torch.full_like(Z[:, :1], -1.0)
-    moved = torch.zeros_like(tau, dtype=torch.bool)
     for _ in range(NEWTON_STEPS):
         support = Z > tau
         size = support.sum(1, keepdim=True).to(Z.dtype)
         total = torch.where(support, Z, 0.0).sum(1, keepdim=True)
-        new_tau = torch.maximum((total - 1) / size.clamp_min(1), tau)
-        moved = new_tau != tau
-        tau = new_tau
-    return (Z - tau).clamp_min(0), moved.any()
+        tau = torch.maximum((total - 1) / size.clamp_min(1), tau)
+    p = (Z - tau).clamp_min(0)
+    return p, _residual(p)
 
 
 def entmax15_rows(X: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """1.5-entmax p_i = [1 + (z_i − τ)/2]² for z = x − max: Newton on (Σ p)^{1/2} from τ = 0
     (no transcendental function), then τ in closed form on the support (the quadratic of
-    Peters et al. 2019, Alg. 2); also the largest relative last step (convergence check)."""
+    Peters et al. 2019, Alg. 2); also max |Σ p − 1|."""
     Z = _shifted(X)
     tau = torch.zeros_like(Z[:, :1])
-    step = torch.zeros_like(tau)
     for _ in range(NEWTON_STEPS - 2):
         base = (1 + 0.5 * (Z - tau)).clamp_min(0)
         total = base.square().sum(1, keepdim=True)
         root = total.sqrt()
-        step = torch.where(total > 0, 2 * (total - root) / base.sum(1, keepdim=True).clamp_min(1e-30), 0.0)
-        tau = tau + step
+        step = 2 * (total - root) / base.sum(1, keepdim=True).clamp_min(1e-30)
+        tau = tau + torch.where(total > 0, step, 0.0)
     # on the support, p_i = (z_i/2 − t)² with t = τ/2 − 1: solve Σ (z_i/2 − t)² = 1 exactly
     half = Z * 0.5
     t = tau * 0.5 - 1
@@ -109,7 +102,8 @@ def entmax15_rows(X: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     tol = 4e3 * torch.finfo(Z.dtype).eps
     ok = (delta >= 0) & ((exact - t).abs() <= tol * (1 + t.abs()))
     t = torch.where(ok, exact, t)
-    return (half - t).clamp_min(0).square(), (step / (1 + tau.abs())).amax()
+    p = (half - t).clamp_min(0).square()
+    return p, _residual(p)
 
 
 def entmax_rows(X: torch.Tensor, am1: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -127,9 +121,7 @@ def entmax_rows(X: torch.Tensor, am1: torch.Tensor) -> Tuple[torch.Tensor, torch
         numer = torch.expm1(am1 * log_total) / am1 * torch.exp((1 - am1) * log_total)
         tau = tau + torch.where(slope > 0, numer / slope.clamp_min(tiny), 0.0)
     p = torch.exp(torch.log((1 + am1 * (Z - tau)).clamp_min(0)) / am1)
-    total = p.sum(1, keepdim=True)
-    residual = torch.where(total > 0, (total - 1).abs(), 0.0).amax()
-    return p / total.clamp_min(tiny), residual
+    return p / p.sum(1, keepdim=True).clamp_min(tiny), _residual(p)
 
 
 # -- backward kernels -----------------------------------------------------------------------

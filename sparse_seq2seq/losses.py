@@ -8,15 +8,15 @@ it is ∂H_α/∂α at p (Danskin). Same functions and modules as the ``entmax``
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from ._checks import check_alpha, check_input, check_k, check_n_iter, compute_dtype
+from .layout import Alpha
 from .mappings import entmax15, entmax_bisect, sparsemax
 
-Alpha = Union[float, torch.Tensor]
 REDUCTIONS = ("none", "sum", "mean", "elementwise_mean")
 
 __all__ = ["sparsemax_loss", "entmax15_loss", "sparsemax_bisect_loss", "entmax_bisect_loss",

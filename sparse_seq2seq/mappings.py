@@ -10,8 +10,9 @@ Differences inside (the results agree; see tests/test_mappings.py):
 * α may be any value > 0, a float or a tensor with one α per row (α = 1 is softmax);
 * half-precision inputs are computed in float32 and returned in their own dtype;
 * a row that is entirely −inf maps to zeros;
-* CPU float32/float64 inputs go to the native row-wise kernels of :mod:`.native` (built on
-  first use; the compiled kernels of :mod:`.fused` and the eager code otherwise).
+* every mapping is computed by the first backend of :mod:`.backends` that answers: the GPU
+  kernels (CUDA), the native row-wise kernels of :mod:`.native` (CPU, built on first use),
+  the compiled kernels of :mod:`.fused`, the eager code.
 
 Every mapping is π_α(x) = argmax_{p∈Δ} p·x + H^T_α(p) (Tsallis entropy; Peters, Niculae &
 Martins 2019, eq. 8), p_i = [1 + (α−1)(x_i − τ)]_+^{1/(α−1)}, with Jacobian
@@ -19,17 +20,14 @@ diag(s) − s sᵀ/Σs for s = p^{2−α} (Correia et al. 2019, eq. 10).
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
 
-from . import fused, native
-from .jacobians import alpha_gradient, jacobian_vector
+from . import backends
 from ._checks import check_alpha, check_input, check_k, check_n_iter, compute_dtype
-from .thresholds import entmax15_threshold, entmax_threshold, qexp_probs, sparsemax_threshold
-
-Alpha = Union[float, torch.Tensor]
+from .layout import Alpha
 
 __all__ = [
     "sparsemax", "entmax15", "sparsemax_bisect", "entmax_bisect", "topk_sparsemax",
@@ -37,31 +35,12 @@ __all__ = [
 ]
 
 
-def _shift(X: torch.Tensor, dim: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Subtract the row max; rows that are all −inf become zeros and are reported."""
-    max_val = X.amax(dim, keepdim=True)
-    dead = torch.isneginf(max_val)
-    if bool(dead.any()):
-        return torch.where(dead, 0.0, X - torch.where(dead, 0.0, max_val)), dead
-    return X - max_val, None
-
-
-def _kill(p: torch.Tensor, dead: Optional[torch.Tensor]) -> torch.Tensor:
-    return p if dead is None else p.masked_fill_(dead, 0.0)
-
-
 class SparsemaxFunction(torch.autograd.Function):
     """sparsemax(x) = argmin_{p∈Δ} ‖p − x‖² (Martins & Astudillo 2016, eq. 2)."""
 
     @staticmethod
     def forward(ctx, X: torch.Tensor, dim: int) -> torch.Tensor:
-        p = native.forward("sparsemax", X, dim)
-        if p is None:
-            p = _fused_forward("sparsemax", fused.sparsemax_rows, X, dim)
-        if p is None:
-            Z, dead = _shift(X, dim)
-            tau = sparsemax_threshold(Z, dim)
-            p = _kill(torch.where(Z > tau, Z - tau, 0.0), dead)
+        p = backends.forward("sparsemax", X, dim)
         ctx.dim = dim
         ctx.save_for_backward(p)
         return p
@@ -69,18 +48,7 @@ class SparsemaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (p,) = ctx.saved_tensors
-        grad_x = native.backward("sparsemax", p, grad, ctx.dim)
-        if grad_x is not None:
-            return grad_x, None
-        if fused.applies(p):
-            grad_x = _fused_backward("sparsemax_bwd", fused.sparsemax_backward_rows, p, grad, ctx.dim)
-            if grad_x is not None:
-                return grad_x, None
-        support = p > 0
-        size = support.sum(ctx.dim, keepdim=True).clamp_min(1)
-        masked = torch.where(support, grad, 0.0)
-        mean = masked.sum(ctx.dim, keepdim=True) / size
-        return torch.where(support, masked - mean, 0.0), None
+        return backends.backward("sparsemax", p, grad, ctx.dim)[0], None
 
 
 class Entmax15Function(torch.autograd.Function):
@@ -88,14 +56,7 @@ class Entmax15Function(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X: torch.Tensor, dim: int) -> torch.Tensor:
-        p = native.forward("entmax15", X, dim)
-        if p is None:
-            p = _fused_forward("entmax15", fused.entmax15_rows, X, dim)
-        if p is None:
-            Z, dead = _shift(X, dim)
-            Z = Z.mul_(0.5)
-            tau = entmax15_threshold(Z, dim)
-            p = _kill((Z - tau).clamp_(min=0).square_(), dead)
+        p = backends.forward("entmax15", X, dim)
         ctx.dim = dim
         ctx.save_for_backward(p)
         return p
@@ -103,14 +64,7 @@ class Entmax15Function(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (p,) = ctx.saved_tensors
-        grad_x = native.backward("entmax15", p, grad, ctx.dim)
-        if grad_x is not None:
-            return grad_x, None
-        if fused.applies(p):
-            grad_x = _fused_backward("entmax15_bwd", fused.entmax15_backward_rows, p, grad, ctx.dim)
-            if grad_x is not None:
-                return grad_x, None
-        return jacobian_vector(p.sqrt(), grad, ctx.dim), None
+        return backends.backward("entmax15", p, grad, ctx.dim)[0], None
 
 
 class EntmaxBisectFunction(torch.autograd.Function):
@@ -119,20 +73,7 @@ class EntmaxBisectFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X: torch.Tensor, alpha: Alpha, dim: int, n_iter: int,
                 ensure_sum_one: bool) -> torch.Tensor:
-        p = native.entmax_forward(X, alpha, dim, n_iter, ensure_sum_one)
-        am1_rows = _fused_alpha_rows(X, alpha, dim) if p is None else None
-        if am1_rows is not None:
-            out = fused.run("entmax", fused.entmax_rows, fused.to_rows(X, dim), am1_rows)
-            if out is not None and float(out[1]) <= 1e3 * torch.finfo(X.dtype).eps:
-                p = fused.from_rows(out[0], X, dim)
-        if p is None:
-            Z, dead = _shift(X, dim)
-            tau = entmax_threshold(Z, alpha, dim, n_iter)
-            am1 = alpha - 1 if not isinstance(alpha, torch.Tensor) else (alpha - 1).to(X.dtype)
-            p = qexp_probs(Z, tau, am1)
-            if ensure_sum_one:
-                p = p.div_(p.sum(dim, keepdim=True).clamp_min(torch.finfo(X.dtype).tiny))
-            p = _kill(p, dead)
+        p = backends.forward("entmax", X, dim, alpha, n_iter, ensure_sum_one)
         ctx.dim = dim
         ctx.alpha_is_tensor = isinstance(alpha, torch.Tensor)
         if ctx.alpha_is_tensor:
@@ -146,68 +87,14 @@ class EntmaxBisectFunction(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         if ctx.alpha_is_tensor:
             p, alpha = ctx.saved_tensors
-            am1 = (alpha - 1).to(p.dtype)
         else:
             (p,) = ctx.saved_tensors
-            alpha, am1 = ctx.alpha, ctx.alpha - 1
-        dim = ctx.dim
+            alpha = ctx.alpha
         want_alpha = ctx.alpha_is_tensor and ctx.needs_input_grad[1]
-        out = native.entmax_backward(p, grad, alpha, dim, want_alpha)
-        if out is not None:
-            grad_alpha = out[1].sum_to_size(alpha.shape) if want_alpha else None
-            return out[0], grad_alpha, None, None, None
-        am1_rows = _fused_alpha_rows(p, alpha, dim)
-        if am1_rows is not None:
-            out = fused.run("entmax_bwd", fused.entmax_backward_rows, fused.to_rows(p, dim),
-                            fused.to_rows(grad, dim), am1_rows)
-            if out is not None:
-                grad_x = fused.from_rows(out[0], p, dim)
-                grad_alpha = None
-                if ctx.alpha_is_tensor and ctx.needs_input_grad[1]:
-                    grad_alpha = fused.from_rows(out[1], p.narrow(dim, 0, 1), dim)
-                    grad_alpha = grad_alpha.sum_to_size(alpha.shape)
-                return grad_x, grad_alpha, None, None, None
-        support = p > 0
-        log_p = torch.where(support, p, 1.0).log_()
-        slope = torch.where(support, torch.exp((1 - am1) * log_p), 0.0)  # p^{2−α}
-        grad_x = jacobian_vector(slope, grad, dim) if ctx.needs_input_grad[0] else None
-        grad_alpha = None
-        if ctx.alpha_is_tensor and ctx.needs_input_grad[1]:
-            grad_alpha = alpha_gradient(p, log_p, slope, grad, am1, dim).sum_to_size(alpha.shape)
+        grad_x, grad_alpha = backends.backward("entmax", p, grad, ctx.dim, alpha, want_alpha)
+        if want_alpha:
+            grad_alpha = grad_alpha.sum_to_size(alpha.shape)
         return grad_x, grad_alpha, None, None, None
-
-
-def _fused_forward(name, kernel, X, dim):
-    """Run a fused forward kernel when it applies and settled every row; else None."""
-    if not fused.applies(X):
-        return None
-    out = fused.run(name, kernel, fused.to_rows(X, dim))
-    if out is None or bool(out[-1] if name == "sparsemax" else
-                           out[-1] > 1e2 * torch.finfo(X.dtype).eps):
-        return None
-    return fused.from_rows(out[0], X, dim)
-
-
-def _fused_backward(name, kernel, p, grad, dim):
-    out = fused.run(name, kernel, fused.to_rows(p, dim), fused.to_rows(grad, dim))
-    return None if out is None else fused.from_rows(out, p, dim)
-
-
-def _fused_alpha_rows(X: torch.Tensor, alpha: Alpha, dim: int):
-    """α − 1 as an (n, 1) column for the fused kernels, or None where they do not apply
-    (α outside [1.001, 2], where the closed forms lose precision or the start is wrong)."""
-    if not fused.applies(X):
-        return None
-    shape = list(X.shape)
-    shape[dim] = 1
-    if isinstance(alpha, torch.Tensor):
-        am1 = (alpha.to(X.dtype) - 1).expand(shape)
-        if not bool(((am1 >= 1e-3) & (am1 <= 1)).all()):
-            return None
-        return fused.to_rows(am1, dim)
-    if not 1e-3 <= alpha - 1 <= 1:
-        return None
-    return torch.full((X.numel() // X.shape[dim], 1), alpha - 1.0, dtype=X.dtype, device=X.device)
 
 
 def _in_compute_dtype(X: torch.Tensor):
@@ -219,19 +106,13 @@ def _no_grad(*tensors) -> bool:
         isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
 
 
-def _native_no_grad(name: str, X: torch.Tensor, dim: int):
-    """The native forward without autograd's per-call overhead, when no graph is needed
-    (decoding); None otherwise."""
-    return native.forward(name, X, dim) if _no_grad(X) else None
-
-
 def sparsemax(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.Tensor:
     """sparsemax along ``dim`` (Martins & Astudillo 2016); ``k`` is checked and unused."""
     dim = check_input(X, dim)
     check_k(k)
     Xc = _in_compute_dtype(X)
-    p = _native_no_grad("sparsemax", Xc, dim)
-    return (p if p is not None else SparsemaxFunction.apply(Xc, dim)).to(X.dtype)
+    p = backends.forward("sparsemax", Xc, dim) if _no_grad(Xc) else SparsemaxFunction.apply(Xc, dim)
+    return p.to(X.dtype)
 
 
 def entmax15(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.Tensor:
@@ -239,8 +120,8 @@ def entmax15(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.T
     dim = check_input(X, dim)
     check_k(k)
     Xc = _in_compute_dtype(X)
-    p = _native_no_grad("entmax15", Xc, dim)
-    return (p if p is not None else Entmax15Function.apply(Xc, dim)).to(X.dtype)
+    p = backends.forward("entmax15", Xc, dim) if _no_grad(Xc) else Entmax15Function.apply(Xc, dim)
+    return p.to(X.dtype)
 
 
 def sparsemax_bisect(X: torch.Tensor, dim: int = -1, n_iter: int = 50,
@@ -265,8 +146,9 @@ def entmax_bisect(X: torch.Tensor, alpha: Alpha = 1.5, dim: int = -1, n_iter: in
             return torch.softmax(live, dim).masked_fill(dead, 0.0).to(X.dtype)
     else:
         alpha = alpha.to(Xc.dtype)
-    p = native.entmax_forward(Xc, alpha, dim, n_iter, ensure_sum_one) if _no_grad(Xc, alpha) else None
-    if p is None:
+    if _no_grad(Xc, alpha):
+        p = backends.forward("entmax", Xc, dim, alpha, n_iter, ensure_sum_one)
+    else:
         p = EntmaxBisectFunction.apply(Xc, alpha, dim, n_iter, ensure_sum_one)
     return p.to(X.dtype)
 

@@ -20,13 +20,11 @@ import shutil
 import sys
 import threading
 import warnings
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 
-from .fused import from_rows, to_rows
-
-Alpha = Union[float, torch.Tensor]
+from .layout import Alpha, alpha_rows, from_rows, to_rows
 
 _STATE = {"enabled": os.environ.get("SPARSE_SEQ2SEQ_NATIVE", "1") != "0", "module": None,
           "failed": False}
@@ -92,41 +90,59 @@ def applies(X: torch.Tensor) -> bool:
             and not _STATE["failed"] and _load() is not None)
 
 
-def _rows(X: torch.Tensor, dim: int) -> torch.Tensor:
-    """(n, d) rows; a plain view in the common case (dim last, X contiguous)."""
-    if dim == X.dim() - 1 and X.is_contiguous():
-        return X.view(-1, X.shape[-1])
-    return to_rows(X, dim)
+def rows_forward(kind: str, rows: torch.Tensor, alpha: Optional[Alpha], n_iter: int = 50,
+                 ensure_sum_one: bool = True) -> Optional[torch.Tensor]:
+    """The mapping ``kind`` ("sparsemax", "entmax15", "entmax") of (n, d) rows; for "entmax"
+    α is a float or an (n, 1) column and α − 1 must lie in (0, 1] (every row), else None."""
+    if kind != "entmax":
+        return getattr(_STATE["module"], f"{kind}_forward")(rows)
+    am1 = _am1_rows(rows, alpha)
+    if am1 is None:
+        return None
+    return _STATE["module"].entmax_forward(rows, am1, int(n_iter), bool(ensure_sum_one))
 
 
-def _unrows(rows: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
-    return rows.view(like.shape) if dim == like.dim() - 1 else from_rows(rows, like, dim)
+def rows_backward(kind: str, p: torch.Tensor, grad: torch.Tensor, alpha: Optional[Alpha],
+                  want_alpha: bool = False) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    """(Jacobian-vector product, gᵀ∂p/∂α per row as an (n, 1) column or None) at output rows
+    p; None where the kernels do not apply."""
+    if grad.dtype != p.dtype or grad.device != p.device:
+        return None
+    if kind != "entmax":
+        return getattr(_STATE["module"], f"{kind}_backward")(p, grad), None
+    am1 = _am1_rows(p, alpha)
+    out = None if am1 is None else _STATE["module"].entmax_backward(p, grad, am1, bool(want_alpha))
+    if not out:  # α − 1 outside (0, 1] in some row
+        return None
+    return out[0], (out[1] if want_alpha else None)
 
 
+def _am1_rows(like: torch.Tensor, alpha: Alpha) -> Optional[torch.Tensor]:
+    """α − 1 as an (n, 1) column of like's dtype, or (1, 1) for a single α; None for an α
+    that is not on the CPU."""
+    if not isinstance(alpha, torch.Tensor) or alpha.numel() == 1:
+        if isinstance(alpha, torch.Tensor) and alpha.device.type != "cpu":
+            return None
+        return torch.full((1, 1), float(alpha) - 1.0, dtype=like.dtype)
+    if alpha.device.type != "cpu":
+        return None
+    return (alpha.to(like.dtype) - 1).contiguous()
+
+
+# -- the same along any dim of any shape (what the tests of this module call) -------------
 def forward(name: str, X: torch.Tensor, dim: int) -> Optional[torch.Tensor]:
     """sparsemax (``name="sparsemax"``) or 1.5-entmax (``"entmax15"``) of X along dim."""
     if not applies(X):
         return None
-    kernel = getattr(_STATE["module"], f"{name}_forward")
-    return _unrows(kernel(_rows(X, dim)), X, dim)
+    return from_rows(rows_forward(name, to_rows(X, dim), None), X, dim)
 
 
 def backward(name: str, p: torch.Tensor, grad: torch.Tensor, dim: int) -> Optional[torch.Tensor]:
     """Jacobian-vector product of sparsemax / 1.5-entmax at output p."""
-    if not applies(p) or grad.dtype != p.dtype or grad.device != p.device:
+    if not applies(p):
         return None
-    kernel = getattr(_STATE["module"], f"{name}_backward")
-    return _unrows(kernel(_rows(p, dim), _rows(grad, dim)), p, dim)
-
-
-def _am1_rows(like: torch.Tensor, alpha: Alpha, dim: int) -> torch.Tensor:
-    """α − 1 as an (n, 1) column of like's dtype, or (1, 1) for a single α."""
-    if not isinstance(alpha, torch.Tensor) or alpha.numel() == 1:
-        value = float(alpha) - 1.0
-        return torch.full((1, 1), value, dtype=like.dtype)
-    shape = list(like.shape)
-    shape[dim] = 1
-    return to_rows((alpha.detach().to(like.dtype) - 1).expand(shape), dim)  # (n, 1)
+    out = rows_backward(name, to_rows(p, dim), to_rows(grad, dim), None)
+    return None if out is None else from_rows(out[0], p, dim)
 
 
 def entmax_forward(X: torch.Tensor, alpha: Alpha, dim: int, n_iter: int,
@@ -134,25 +150,19 @@ def entmax_forward(X: torch.Tensor, alpha: Alpha, dim: int, n_iter: int,
     """α-entmax of X along dim for α − 1 ∈ (0, 1] (every row); None otherwise."""
     if not applies(X):
         return None
-    if isinstance(alpha, torch.Tensor) and alpha.device.type != "cpu":
-        return None
-    out = _STATE["module"].entmax_forward(_rows(X, dim), _am1_rows(X, alpha, dim),
-                                          int(n_iter), bool(ensure_sum_one))
-    return None if out is None else _unrows(out, X, dim)
+    out = rows_forward("entmax", to_rows(X, dim), alpha_rows(alpha, X, dim), n_iter, ensure_sum_one)
+    return None if out is None else from_rows(out, X, dim)
 
 
 def entmax_backward(p: torch.Tensor, grad: torch.Tensor, alpha: Alpha, dim: int,
                     want_alpha: bool) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
     """(grad_x, grad_alpha per row shaped like p with size 1 along dim, or None) for
     α − 1 ∈ (0, 1]; None where the native kernel does not apply."""
-    if not applies(p) or grad.dtype != p.dtype or grad.device != p.device:
+    if not applies(p):
         return None
-    if isinstance(alpha, torch.Tensor) and alpha.device.type != "cpu":
+    out = rows_backward("entmax", to_rows(p, dim), to_rows(grad, dim), alpha_rows(alpha, p, dim),
+                        want_alpha)
+    if out is None:
         return None
-    out = _STATE["module"].entmax_backward(_rows(p, dim), _rows(grad, dim), _am1_rows(p, alpha, dim),
-                                           bool(want_alpha))
-    if not out:  # α − 1 outside (0, 1] in some row
-        return None
-    grad_x, grad_a = out
-    grad_x = _unrows(grad_x, p, dim)
-    return grad_x, (from_rows(grad_a, p.narrow(dim, 0, 1), dim) if want_alpha else None)
+    grad_a = from_rows(out[1], p.narrow(dim, 0, 1), dim) if want_alpha else None
+    return from_rows(out[0], p, dim), grad_a

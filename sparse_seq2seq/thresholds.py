@@ -20,11 +20,9 @@ return τ with ``keepdim=True``; rows that are entirely −inf are the caller's 
 """
 from __future__ import annotations
 
-from typing import Union
-
 import torch
 
-Alpha = Union[float, torch.Tensor]
+from .layout import Alpha
 
 
 def _step_tolerance(dtype: torch.dtype) -> float:
