@@ -1,0 +1,266 @@
+"""Triton kernels of the fused α-entmax attention (imports triton; loaded lazily).
+
+Forward, one program per (query block, batch·head), key blocks streamed, nothing of size
+Tq × Tk stored:
+  1. row maxima m of the scores s = scale·q kᵀ (masked keys −inf);
+  2. safeguarded Newton on F(τ) = (Σ_j p_j)^{α−1} over key blocks, each row stopping on
+     its own (z = s − m, bracket [0, (1 − n^{1−α})/(α−1)] with n the row's key count);
+     after each pass a key block whose every score is below the support at the bracket's
+     lower end is marked dead (the support only shrinks as τ grows);
+  3. one pass over the live blocks for O = Σ_j p_j v_j / Σ_j p_j.
+Saved per row: τ + m and Σ p. Backward recomputes the scores of live blocks only: per
+query block the row sums c = Σ s̃g/Σ s̃ (s̃ = p^{2−α}, g = dO·v) and the row's ∂α, then dq;
+per key block dk and dv (Correia, Niculae & Martins 2019, eq. 10 and Prop. 1).
+"""
+import triton
+import triton.language as tl
+
+from ._triton_common import (KIND_ENTMAX15, KIND_GENERAL, KIND_SPARSEMAX, LN2,  # noqa: F401
+                             expm1_ratio, log2_prob, newton_update, qexp)
+
+
+@triton.jit
+def _score_tile(q, K, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
+                D: tl.constexpr, HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr):
+    """(BM, BN) scores of the query tile against keys offs_n; masked entries −inf."""
+    key_ok = offs_n < Tk
+    kt = tl.load(K + offs_n[None, :] * D + offs_d[:, None], mask=key_ok[None, :], other=0.0)
+    s = tl.dot(q, kt, input_precision=PREC) * scale
+    if HAS_KPM:
+        pad = tl.load(kpm_row + offs_n, mask=key_ok, other=1)
+        key_ok = key_ok & (pad == 0)
+    ok = key_ok[None, :]
+    if CAUSAL:
+        ok = ok & (offs_n[None, :] <= offs_m[:, None] + q_shift)
+    return tl.where(ok, s, float("-inf"))
+
+
+@triton.jit
+def _key_blocks(pid_m, Tq, Tk, BM: tl.constexpr, BN: tl.constexpr, CAUSAL: tl.constexpr):
+    """Number of key blocks a query block can see."""
+    n_end = Tk
+    if CAUSAL:
+        n_end = tl.minimum(Tk, (pid_m + 1) * BM + (Tk - Tq))
+        n_end = tl.maximum(n_end, 0)
+    return tl.cdiv(n_end, BN)
+
+
+@triton.jit
+def _query_block(Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb,
+                 D: tl.constexpr, BM: tl.constexpr):
+    """Offsets and base pointers of this program's query block and batch·head."""
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    offs_m = pid_m * BM + tl.arange(0, BM)
+    offs_d = tl.arange(0, D)
+    row_ok = offs_m < Tq
+    Kb = K + bh.to(tl.int64) * Tk * D
+    Vb = V + bh.to(tl.int64) * Tk * D
+    kpm_row = KPM + (bh // H).to(tl.int64) * Tk
+    live_row = LIVE + (bh.to(tl.int64) * n_qb + pid_m) * n_kb
+    tile = offs_m[:, None] * D + offs_d[None, :]
+    q = tl.load(Q + bh.to(tl.int64) * Tq * D + tile, mask=row_ok[:, None], other=0.0)
+    am1 = tl.load(ALPHA + bh % H).to(tl.float32) - 1.0
+    return pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, live_row, tile, q, am1
+
+
+@triton.jit
+def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, LIVE,
+                  H, Tq, Tk, n_qb, n_kb, scale, tol, margin,
+                  D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
+                  HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr,
+                  MAX_ITER: tl.constexpr):
+    pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, live_row, tile, q, am1 = _query_block(
+        Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb, D, BM)
+    q_shift = Tk - Tq
+    nb = _key_blocks(pid_m, Tq, Tk, BM, BN, CAUSAL)
+
+    # pass 1: row maxima and key counts
+    m = tl.full((BM,), float("-inf"), tl.float32)
+    count = tl.zeros((BM,), tl.float32)
+    for kb in range(0, nb):
+        offs_n = kb * BN + tl.arange(0, BN)
+        s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
+                        D, HAS_KPM, CAUSAL, PREC)
+        m = tl.maximum(m, tl.max(s, 1))
+        count += tl.sum((s > float("-inf")).to(tl.float32), 1)
+        tl.store(live_row + kb, 1)
+    empty = (count == 0.0) | (~row_ok)
+    m = tl.where(empty, 0.0, m)
+    tl.debug_barrier()
+
+    # pass 2: τ by safeguarded Newton, rows stopping on their own
+    lo = tl.zeros((BM,), tl.float32)
+    hi = -expm1_ratio(-tl.log(tl.maximum(count, 1.0)), am1)
+    tau = lo
+    done = empty
+    it = 0
+    active = tl.sum((~done).to(tl.int32), 0)
+    while (it < MAX_ITER) & (active > 0):
+        total = tl.zeros((BM,), tl.float32)
+        slope_sum = tl.zeros((BM,), tl.float32)
+        for kb in range(0, nb):
+            if tl.load(live_row + kb) != 0:
+                offs_n = kb * BN + tl.arange(0, BN)
+                s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
+                                D, HAS_KPM, CAUSAL, PREC)
+                z = s - m[:, None]
+                p, slope = qexp(z - tau[:, None], am1, KIND)
+                total += tl.sum(p, 1)
+                slope_sum += tl.sum(slope, 1)
+                top = 1.0 + am1 * (tl.max(z, 1) - lo)
+                top = tl.where(empty, -1.0, top)
+                tl.store(live_row + kb, (tl.max(top, 0) > -margin).to(tl.int8))
+        tau, lo, hi, done = newton_update(tau, lo, hi, total, slope_sum, am1, done, tol)
+        active = tl.sum((~done).to(tl.int32), 0)
+        it += 1
+        tl.debug_barrier()
+
+    # pass 3: the output over live key blocks
+    thresh = m + tau
+    acc = tl.zeros((BM, D), tl.float32)
+    total = tl.zeros((BM,), tl.float32)
+    for kb in range(0, nb):
+        if tl.load(live_row + kb) != 0:
+            offs_n = kb * BN + tl.arange(0, BN)
+            s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
+                            D, HAS_KPM, CAUSAL, PREC)
+            p, slope = qexp(s - thresh[:, None], am1, KIND)
+            total += tl.sum(p, 1)
+            v = tl.load(Vb + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n < Tk)[:, None],
+                        other=0.0)
+            acc += tl.dot(p.to(v.dtype), v, input_precision=PREC)
+    norm = tl.where(empty | (total <= 0.0), 0.0, total)
+    out = acc / tl.where(norm > 0.0, norm, 1.0)[:, None]
+    tl.store(O + bh.to(tl.int64) * Tq * D + tile, out.to(O.dtype.element_ty), mask=row_ok[:, None])
+    rows = bh.to(tl.int64) * Tq + offs_m
+    tl.store(TAU + rows, thresh, mask=row_ok)
+    tl.store(NORM + rows, norm, mask=row_ok)
+
+
+@triton.jit
+def _probs_tile(s, thresh, log2_norm, am1, KIND: tl.constexpr):
+    """Normalised p and s̃ = p^{2−α} of a score tile (rows with no mass give zeros)."""
+    p_raw, slope_raw = qexp(s - thresh[:, None], am1, KIND)
+    inv_norm = tl.exp2(-log2_norm)
+    slope_scale = tl.exp2((am1 - 1.0) * log2_norm)
+    return p_raw * inv_norm[:, None], slope_raw * slope_scale[:, None]
+
+
+@triton.jit
+def attention_bwd_dq(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, LIVE, CROW, GALPHA,
+                     H, Tq, Tk, n_qb, n_kb, scale,
+                     D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
+                     HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr,
+                     NEED_ALPHA: tl.constexpr):
+    pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, live_row, tile, q, am1 = _query_block(
+        Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb, D, BM)
+    rows = bh.to(tl.int64) * Tq + offs_m
+    do = tl.load(DO + bh.to(tl.int64) * Tq * D + tile, mask=row_ok[:, None], other=0.0)
+    thresh = tl.load(TAU + rows, mask=row_ok, other=0.0)
+    norm = tl.load(NORM + rows, mask=row_ok, other=0.0)
+    has_mass = norm > 0.0
+    log2_norm = tl.log2(tl.where(has_mass, norm, 1.0))
+    q_shift = Tk - Tq
+    nb = _key_blocks(pid_m, Tq, Tk, BM, BN, CAUSAL)
+
+    slope_sum = tl.zeros((BM,), tl.float32)
+    g_slope = tl.zeros((BM,), tl.float32)
+    g_p = tl.zeros((BM,), tl.float32)
+    entropy = tl.zeros((BM,), tl.float32)
+    g_h = tl.zeros((BM,), tl.float32)
+    p_l2 = tl.zeros((BM,), tl.float32)
+    g_p_l2 = tl.zeros((BM,), tl.float32)
+    for kb in range(0, nb):
+        if tl.load(live_row + kb) != 0:
+            offs_n = kb * BN + tl.arange(0, BN)
+            s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
+                            D, HAS_KPM, CAUSAL, PREC)
+            p, slope = _probs_tile(s, thresh, log2_norm, am1, KIND)
+            vt = tl.load(Vb + offs_n[None, :] * D + offs_d[:, None], mask=(offs_n < Tk)[None, :],
+                         other=0.0)
+            g = tl.dot(do, vt, input_precision=PREC)
+            slope_sum += tl.sum(slope, 1)
+            g_slope += tl.sum(g * slope, 1)
+            if NEED_ALPHA:
+                ln_p = LN2 * (log2_prob(s - thresh[:, None], am1, KIND) - log2_norm[:, None])
+                p_ln_p = p * ln_p
+                g_p += tl.sum(g * p, 1)
+                entropy -= tl.sum(p_ln_p, 1)
+                g_h -= tl.sum(g * p_ln_p, 1)
+                p_l2 += tl.sum(p_ln_p * ln_p, 1)
+                g_p_l2 += tl.sum(g * p_ln_p * ln_p, 1)
+    c = tl.where(has_mass, g_slope / tl.where(slope_sum > 0.0, slope_sum, 1.0), 0.0)
+    tl.store(CROW + rows, c, mask=row_ok)
+    if NEED_ALPHA:
+        safe = tl.where(am1 < 1e-4, 1.0, am1)
+        closed = (g_p - c) / (safe * safe) + (g_h - c * entropy) / safe
+        limit = -0.5 * (g_p_l2 - g_p * p_l2)
+        grad_alpha = tl.where(am1 < 1e-4, limit, closed)
+        tl.store(GALPHA + rows, tl.where(has_mass, grad_alpha, 0.0), mask=row_ok)
+
+    dq = tl.zeros((BM, D), tl.float32)
+    for kb in range(0, nb):
+        if tl.load(live_row + kb) != 0:
+            offs_n = kb * BN + tl.arange(0, BN)
+            s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
+                            D, HAS_KPM, CAUSAL, PREC)
+            p, slope = _probs_tile(s, thresh, log2_norm, am1, KIND)
+            key_ok = (offs_n < Tk)[:, None]
+            kv_tile = offs_n[:, None] * D + offs_d[None, :]
+            v = tl.load(Vb + kv_tile, mask=key_ok, other=0.0)
+            k = tl.load(Kb + kv_tile, mask=key_ok, other=0.0)
+            g = tl.dot(do, tl.trans(v), input_precision=PREC)
+            ds = slope * (g - c[:, None])
+            dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+    tl.store(DQ + bh.to(tl.int64) * Tq * D + tile, (dq * scale).to(DQ.dtype.element_ty),
+             mask=row_ok[:, None])
+
+
+@triton.jit
+def attention_bwd_dkdv(Q, K, V, DO, DK, DV, ALPHA, KPM, TAU, NORM, LIVE, CROW,
+                       H, Tq, Tk, n_qb, n_kb, scale,
+                       D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
+                       HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr):
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1)
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    offs_d = tl.arange(0, D)
+    key_ok = offs_n < Tk
+    kv_tile = offs_n[:, None] * D + offs_d[None, :]
+    Kb = K + bh.to(tl.int64) * Tk * D
+    Vb = V + bh.to(tl.int64) * Tk * D
+    k = tl.load(Kb + kv_tile, mask=key_ok[:, None], other=0.0)
+    v = tl.load(Vb + kv_tile, mask=key_ok[:, None], other=0.0)
+    kpm_row = KPM + (bh // H).to(tl.int64) * Tk
+    am1 = tl.load(ALPHA + bh % H).to(tl.float32) - 1.0
+    q_shift = Tk - Tq
+    first = 0
+    if CAUSAL:  # query rows i with i + Tk − Tq ≥ the block's first key
+        first = tl.maximum(pid_n * BN - q_shift, 0) // BM
+    dk = tl.zeros((BN, D), tl.float32)
+    dv = tl.zeros((BN, D), tl.float32)
+    for qb in range(first, n_qb):
+        if tl.load(LIVE + (bh.to(tl.int64) * n_qb + qb) * n_kb + pid_n) != 0:
+            offs_m = qb * BM + tl.arange(0, BM)
+            row_ok = offs_m < Tq
+            rows = bh.to(tl.int64) * Tq + offs_m
+            tile = offs_m[:, None] * D + offs_d[None, :]
+            q = tl.load(Q + bh.to(tl.int64) * Tq * D + tile, mask=row_ok[:, None], other=0.0)
+            do = tl.load(DO + bh.to(tl.int64) * Tq * D + tile, mask=row_ok[:, None], other=0.0)
+            thresh = tl.load(TAU + rows, mask=row_ok, other=0.0)
+            norm = tl.load(NORM + rows, mask=row_ok, other=0.0)
+            c = tl.load(CROW + rows, mask=row_ok, other=0.0)
+            log2_norm = tl.log2(tl.where(norm > 0.0, norm, 1.0))
+            s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
+                            D, HAS_KPM, CAUSAL, PREC)
+            s = tl.where((norm > 0.0)[:, None], s, float("-inf"))
+            p, slope = _probs_tile(s, thresh, log2_norm, am1, KIND)
+            dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
+            g = tl.dot(do, tl.trans(v), input_precision=PREC)
+            ds = slope * (g - c[:, None])
+            dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
+    tl.store(DK + bh.to(tl.int64) * Tk * D + kv_tile, (dk * scale).to(DK.dtype.element_ty),
+             mask=key_ok[:, None])
+    tl.store(DV + bh.to(tl.int64) * Tk * D + kv_tile, dv.to(DV.dtype.element_ty),
+             mask=key_ok[:, None])

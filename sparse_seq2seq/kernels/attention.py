@@ -1,0 +1,247 @@
+"""Fused α-entmax attention, O(T) memory, with gradients in q, k, v and α.
+
+``sparse_attention(q, k, v, alpha)`` computes, for every query row i of every head h,
+o_i = Σ_j p_ij v_j with p_i = α_h-entmax(scale · q_i kᵀ) (Correia, Niculae & Martins 2019,
+eq. 1 with π = α-entmax), through the Triton kernels of :mod:`._triton_attention` when they
+apply and through the materialised path (scores → :mod:`sparse_seq2seq.mappings` → p v)
+otherwise. Causal masking is aligned bottom-right: query i sees keys j ≤ i + Tk − Tq.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from ..mappings import entmax15, entmax_bisect, sparsemax
+
+Alpha = Union[float, Tensor]
+HEAD_DIMS = (32, 64, 128)
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MAX_ITER = 30
+STEP_TOL = 4 * torch.finfo(torch.float32).eps
+LIVE_MARGIN = 1e-4  # a key block is kept if some entry is within this of the support at the lower bracket
+
+_KERNELS = {}
+
+
+def interpreting() -> bool:
+    """True when Triton kernels run through the interpreter (CPU tensors)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _kernels():
+    """The Triton module, imported on first use (None, reason when triton is missing)."""
+    if "module" not in _KERNELS:
+        try:
+            _KERNELS["module"] = importlib.import_module(f"{__package__}._triton_attention")
+            _KERNELS["error"] = None
+        except ImportError as err:  # triton not installed
+            _KERNELS["module"], _KERNELS["error"] = None, f"triton cannot be imported ({err})"
+    return _KERNELS["module"]
+
+
+def kernel_unavailable_reason(q: Tensor, k: Tensor, v: Tensor) -> Optional[str]:
+    """Why the fused kernel cannot run on these inputs, or None when it can."""
+    if q.device.type == "cuda":
+        pass
+    elif q.device.type == "cpu":
+        if not interpreting():
+            return "tensors are on the CPU (the kernel runs on CUDA, or on CPU with TRITON_INTERPRET=1)"
+    else:
+        return f"device {q.device.type} is not supported"
+    if q.size(-1) not in HEAD_DIMS:
+        return f"head dim {q.size(-1)} is not one of {HEAD_DIMS}"
+    if q.dtype not in DTYPES or k.dtype != q.dtype or v.dtype != q.dtype:
+        return f"dtype {q.dtype} (q), {k.dtype} (k), {v.dtype} (v) is not one of float32/16, bfloat16"
+    if _kernels() is None:
+        return _KERNELS["error"]
+    return None
+
+
+def kernel_applies(q: Tensor, k: Tensor, v: Tensor) -> bool:
+    return kernel_unavailable_reason(q, k, v) is None
+
+
+def _check(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Optional[Tensor]) -> None:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"q, k, v must be (batch, heads, length, head_dim); got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+    if k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.size(-1) != k.size(-1):
+        raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} do not agree")
+    if q.size(2) < 1 or k.size(2) < 1:
+        raise ValueError("query and key lengths must be at least 1")
+    if key_padding_mask is not None and key_padding_mask.shape != (k.size(0), k.size(2)):
+        raise ValueError(f"key_padding_mask must be (batch, key_len) = {(k.size(0), k.size(2))}, "
+                         f"got {tuple(key_padding_mask.shape)}")
+
+
+def _alpha_per_head(alpha: Alpha, heads: int, device: torch.device) -> Tuple[Tensor, Optional[float]]:
+    """α as a float32 (heads,) tensor and, for a float α, the float itself."""
+    if isinstance(alpha, Tensor):
+        if alpha.dim() == 0:
+            alpha = alpha.expand(heads)
+        if alpha.shape != (heads,):
+            raise ValueError(f"alpha must be a float or a tensor of {heads} values (one per head), "
+                             f"got shape {tuple(alpha.shape)}")
+        with torch.no_grad():
+            if not bool(((alpha > 1) & (alpha <= 2)).all()):
+                raise ValueError(f"alpha must lie in (1, 2], got {alpha.detach().cpu().tolist()}")
+        return alpha.to(device=device, dtype=torch.float32), None
+    alpha = float(alpha)
+    if not 1 < alpha <= 2:
+        raise ValueError(f"alpha must lie in (1, 2], got {alpha}")
+    return torch.full((heads,), alpha, device=device), alpha
+
+
+def _causal_mask(tq: int, tk: int, device: torch.device) -> Tensor:
+    """True where query i may not see key j (j > i + tk − tq)."""
+    i = torch.arange(tq, device=device)[:, None]
+    j = torch.arange(tk, device=device)[None, :]
+    return j > i + (tk - tq)
+
+
+def masked_scores(q: Tensor, k: Tensor, key_padding_mask: Optional[Tensor], causal: bool,
+                  scale: float) -> Tensor:
+    """float32 scores (batch, heads, Tq, Tk), −inf at padded and future keys."""
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
+    if key_padding_mask is not None:
+        scores = scores.masked_fill(key_padding_mask.bool()[:, None, None, :], float("-inf"))
+    if causal:
+        scores = scores.masked_fill(_causal_mask(q.size(2), k.size(2), q.device), float("-inf"))
+    return scores
+
+
+def materialised_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
+                           key_padding_mask: Optional[Tensor] = None, causal: bool = False,
+                           scale: Optional[float] = None) -> Tensor:
+    """The reference: scores (batch, heads, Tq, Tk) → the library's mapping → p v."""
+    _check(q, k, v, key_padding_mask)
+    scale = q.size(-1) ** -0.5 if scale is None else float(scale)
+    scores = masked_scores(q, k, key_padding_mask, causal, scale)
+    if isinstance(alpha, Tensor):
+        heads = q.size(1)
+        a = alpha.expand(heads) if alpha.dim() == 0 else alpha
+        probs = entmax_bisect(scores, a.float().view(1, heads, 1, 1), dim=-1)
+    elif float(alpha) == 2.0:
+        probs = sparsemax(scores, dim=-1)
+    elif float(alpha) == 1.5:
+        probs = entmax15(scores, dim=-1)
+    else:
+        probs = entmax_bisect(scores, float(alpha), dim=-1)
+    return torch.matmul(probs, v.float()).to(q.dtype)
+
+
+def _kind(alpha_float: Optional[float], module) -> int:
+    if alpha_float == 2.0:
+        return module.KIND_SPARSEMAX
+    if alpha_float == 1.5:
+        return module.KIND_ENTMAX15
+    return module.KIND_GENERAL
+
+
+INTERPRETER_BLOCKS = {"BM": 32, "BN": 32}  # tl.dot needs at least 16
+
+
+def _launch_config(q: Tensor, tq: int) -> dict:
+    """Tile sizes: :data:`INTERPRETER_BLOCKS` under the interpreter, 64 on a GPU."""
+    if q.device.type != "cuda":
+        return dict(INTERPRETER_BLOCKS)
+    block_m = 16 if tq <= 16 else 64
+    return dict(BM=block_m, BN=64, num_warps=8 if q.size(-1) == 128 else 4)
+
+
+def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_mask: Optional[Tensor],
+                   causal: bool, scale: float, kind: int):
+    """Run the forward kernel on contiguous q, k, v; returns (out, τ + m, Σp per row, int8
+    live mask (batch·heads, query blocks, key blocks), padding as int8, launch config)."""
+    mod = _kernels()
+    batch, heads, tq, dim = q.shape
+    tk = k.size(2)
+    cfg = _launch_config(q, tq)
+    n_qb, n_kb = -(-tq // cfg["BM"]), -(-tk // cfg["BN"])
+    out = torch.empty_like(q)
+    thresh = torch.empty(batch * heads * tq, device=q.device, dtype=torch.float32)
+    norm = torch.empty_like(thresh)
+    live = torch.zeros(batch * heads, n_qb, n_kb, device=q.device, dtype=torch.int8)
+    kpm = (key_padding_mask.to(torch.int8).contiguous() if key_padding_mask is not None
+           else torch.zeros(1, device=q.device, dtype=torch.int8))
+    mod.attention_fwd[(n_qb, batch * heads)](
+        q, k, v, out, alpha, kpm, thresh, norm, live, heads, tq, tk, n_qb, n_kb, scale,
+        STEP_TOL, LIVE_MARGIN, D=dim, KIND=kind, HAS_KPM=key_padding_mask is not None,
+        CAUSAL=bool(causal), PREC=_precision(q), MAX_ITER=MAX_ITER, **cfg)
+    return out, thresh, norm, live, kpm, cfg
+
+
+def _precision(q: Tensor) -> str:
+    """IEEE float32 products for float32 inputs (no TF32 rounding); tensor cores for half."""
+    return "ieee" if q.dtype == torch.float32 else "tf32"
+
+
+class SparseAttentionFunction(torch.autograd.Function):
+    """Fused forward and backward; α a float32 (heads,) tensor (grad when it requires one)."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_mask: Optional[Tensor],
+                causal: bool, scale: float, alpha_float: Optional[float]) -> Tensor:
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        alpha = alpha.detach().contiguous()
+        kind = _kind(alpha_float, _kernels())
+        out, thresh, norm, live, kpm, cfg = launch_forward(q, k, v, alpha, key_padding_mask,
+                                                           causal, scale, kind)
+        ctx.save_for_backward(q, k, v, alpha, kpm, thresh, norm, live)
+        ctx.meta = (scale, kind, key_padding_mask is not None, bool(causal), _precision(q), cfg)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        mod = _kernels()
+        q, k, v, alpha, kpm, thresh, norm, live = ctx.saved_tensors
+        scale, kind, has_kpm, causal, prec, cfg = ctx.meta
+        batch, heads, tq, dim = q.shape
+        tk = k.size(2)
+        n_qb, n_kb = live.shape[1:]
+        grad_out = grad_out.contiguous().to(q.dtype)
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        crow = torch.empty_like(thresh)
+        need_alpha = bool(ctx.needs_input_grad[3])
+        galpha = torch.zeros_like(thresh) if need_alpha else crow
+        common = dict(D=dim, KIND=kind, HAS_KPM=has_kpm, CAUSAL=causal, PREC=prec, **cfg)
+        mod.attention_bwd_dq[(n_qb, batch * heads)](
+            q, k, v, grad_out, dq, alpha, kpm, thresh, norm, live, crow, galpha,
+            heads, tq, tk, n_qb, n_kb, scale, NEED_ALPHA=need_alpha, **common)
+        mod.attention_bwd_dkdv[(n_kb, batch * heads)](
+            q, k, v, grad_out, dk, dv, alpha, kpm, thresh, norm, live, crow,
+            heads, tq, tk, n_qb, n_kb, scale, **common)
+        grad_alpha = galpha.view(batch, heads, tq).sum((0, 2)) if need_alpha else None
+        return dq, dk, dv, grad_alpha, None, None, None, None
+
+
+def fused_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
+                    key_padding_mask: Optional[Tensor] = None, causal: bool = False,
+                    scale: Optional[float] = None) -> Tensor:
+    """The Triton path only; raises when it does not apply (see :func:`kernel_unavailable_reason`)."""
+    _check(q, k, v, key_padding_mask)
+    reason = kernel_unavailable_reason(q, k, v)
+    if reason is not None:
+        raise RuntimeError(f"the fused attention kernel does not apply: {reason}")
+    scale = q.size(-1) ** -0.5 if scale is None else float(scale)
+    alpha_heads, alpha_float = _alpha_per_head(alpha, q.size(1), q.device)
+    if key_padding_mask is not None:
+        key_padding_mask = key_padding_mask.to(q.device)
+    return SparseAttentionFunction.apply(q, k, v, alpha_heads, key_padding_mask, causal, scale,
+                                         alpha_float)
+
+
+def sparse_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
+                     key_padding_mask: Optional[Tensor] = None, causal: bool = False,
+                     scale: Optional[float] = None) -> Tensor:
+    """α-entmax attention: q (B, H, Tq, D), k/v (B, H, Tk, D); ``alpha`` a float in (1, 2] or a
+    (H,) tensor, one α per head (differentiable); key_padding_mask (B, Tk), True = pad.
+    Fused kernel where it applies (CUDA, head dim 32/64/128), materialised path otherwise."""
+    _check(q, k, v, key_padding_mask)
+    if kernel_applies(q, k, v):
+        return fused_attention(q, k, v, alpha, key_padding_mask, causal, scale)
+    return materialised_attention(q, k, v, alpha, key_padding_mask, causal, scale)

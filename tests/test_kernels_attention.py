@@ -1,0 +1,160 @@
+"""Fused α-entmax attention (Triton) against the materialised path, on CPU through Triton's
+interpreter: outputs to 1e-5, gradients in q, k, v and α to 1e-4, float32.
+
+TRITON_INTERPRET is read when a kernel is decorated, i.e. when sparse_seq2seq.kernels first
+loads its Triton module, so setting it here works even if triton itself was imported earlier.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import triton  # noqa: E402,F401  (CI installs triton: a missing triton fails these tests)
+
+from sparse_seq2seq.kernels import attention as fa  # noqa: E402
+from sparse_seq2seq.kernels import sparse_attention  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture
+def blocks():
+    """Set the interpreter's tile sizes for one test (restored afterwards)."""
+    saved = dict(fa.INTERPRETER_BLOCKS)
+
+    def use(size: int):
+        fa.INTERPRETER_BLOCKS.update(BM=size, BN=size)
+
+    yield use
+    fa.INTERPRETER_BLOCKS.update(saved)
+
+
+def _inputs(batch, heads, tq, tk, dim, seed, spread=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    make = lambda t: (torch.randn(batch, heads, t, dim, generator=gen) * spread).to(DEVICE)
+    return make(tq).requires_grad_(), make(tk).requires_grad_(), make(tk).requires_grad_()
+
+
+def _padding(batch, tk, seed):
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, tk + 1, (batch,), generator=gen)
+    lengths[0] = tk  # one full row, the others padded
+    return (torch.arange(tk)[None, :] >= lengths[:, None]).to(DEVICE)
+
+
+def _compare(q, k, v, alpha, kpm=None, causal=False, out_tol=1e-5, grad_tol=1e-4):
+    leaves = [q, k, v] + ([alpha] if isinstance(alpha, torch.Tensor) else [])
+    out = fa.fused_attention(q, k, v, alpha, kpm, causal)
+    ref = fa.materialised_attention(q, k, v, alpha, kpm, causal)
+    torch.testing.assert_close(out, ref, atol=out_tol, rtol=out_tol)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, leaves, grad)
+    want = torch.autograd.grad(ref, leaves, grad)
+    for name, g, w in zip("qkva", got, want):
+        torch.testing.assert_close(g, w, atol=grad_tol, rtol=grad_tol, msg=lambda m: f"d{name}: {m}")
+    return out
+
+
+def _heads_alpha(values):
+    return torch.tensor(values, device=DEVICE, requires_grad=True)
+
+
+# (batch, heads, Tq, Tk, D, α, padded, causal, tile): a grid over lengths {1, 7, 33, 100},
+# D {32, 64}, float α (the sparsemax / 1.5-entmax / general kernels) and α per head in (1, 2]
+CASES = [
+    (1, 2, 1, 1, 32, [1.25, 2.0], False, False, 32),
+    (2, 2, 1, 33, 64, [1.05, 1.6], True, False, 32),
+    (2, 2, 7, 33, 32, 1.5, True, False, 16),
+    (2, 2, 33, 7, 64, 2.0, True, False, 16),
+    (1, 2, 33, 33, 32, [1.1, 1.9], False, True, 16),
+    (2, 2, 7, 100, 32, 1.3, True, False, 32),
+    (1, 2, 100, 7, 32, [1.5, 1.75], False, True, 32),
+    (2, 2, 100, 100, 64, [1.33, 2.0], True, True, 32),
+    (1, 2, 33, 100, 64, 1.75, False, False, 16),
+]
+
+
+@pytest.mark.parametrize("batch,heads,tq,tk,dim,alpha,padded,causal,tile", CASES)
+def test_matches_materialised_path(blocks, batch, heads, tq, tk, dim, alpha, padded, causal, tile):
+    blocks(tile)
+    q, k, v = _inputs(batch, heads, tq, tk, dim, seed=tq * 131 + tk)
+    alpha = _heads_alpha(alpha) if isinstance(alpha, list) else alpha
+    kpm = _padding(batch, tk, seed=tk) if padded else None
+    _compare(q, k, v, alpha, kpm, causal)
+
+
+def test_fully_masked_rows_give_zeros_and_no_gradient(blocks):
+    """A batch entry whose keys are all padding, and causal rows before the first key
+    (Tq > Tk, bottom-right alignment), give zero outputs and zero gradients."""
+    blocks(16)
+    q, k, v = _inputs(2, 2, 20, 5, 32, seed=3)
+    kpm = torch.zeros(2, 5, dtype=torch.bool, device=DEVICE)
+    kpm[1] = True
+    alpha = _heads_alpha([1.4, 1.8])
+    out = _compare(q, k, v, alpha, kpm, causal=True)
+    assert torch.equal(out[1], torch.zeros_like(out[1]))
+    assert torch.equal(out[0, :, :15], torch.zeros_like(out[0, :, :15]))
+    assert out[0, :, 15:].abs().sum() > 0
+    (gq,) = torch.autograd.grad(fa.fused_attention(q, k, v, alpha, kpm, True).sum(), [q])
+    assert torch.equal(gq[1], torch.zeros_like(gq[1]))
+
+
+def test_dead_key_blocks_are_skipped_and_results_unchanged(blocks):
+    """Peaked scores: most key blocks lie below τ, the live mask drops them, and the
+    output and gradients still equal the materialised path."""
+    blocks(16)
+    q, k, v = _inputs(1, 2, 33, 100, 32, seed=5, spread=1.6)
+    alpha = _heads_alpha([1.5, 2.0])
+    _compare(q, k, v, alpha)
+    *_, live, _, _ = fa.launch_forward(q.detach(), k.detach(), v.detach(), alpha.detach(), None,
+                                       False, 32 ** -0.5, 0)
+    assert live.shape == (2, 3, 7)
+    assert 0 < live.float().mean() < 0.8
+
+
+def test_float_alpha_kernels_agree_with_the_general_one(blocks):
+    """α = 2 and α = 1.5 as floats use closed forms; as tensors the general q-exponential."""
+    blocks(16)
+    q, k, v = _inputs(1, 2, 17, 20, 32, seed=11)
+    for value in (2.0, 1.5):
+        special = fa.fused_attention(q, k, v, value)
+        general = fa.fused_attention(q, k, v, torch.full((2,), value, device=DEVICE))
+        torch.testing.assert_close(special, general, atol=1e-5, rtol=1e-5)
+
+
+def test_alpha_close_to_one_stays_accurate(blocks):
+    """α − 1 = 1e-3 (a learned α drifting to 1): log1p/expm1 forms keep the output right
+    (reference: float64 materialised path)."""
+    blocks(16)
+    q, k, v = _inputs(1, 1, 9, 20, 32, seed=2)
+    out = fa.fused_attention(q, k, v, torch.tensor([1.001], device=DEVICE))
+    ref = fa.materialised_attention(q.double(), k.double(), v.double(), 1.001)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_dispatch_and_errors():
+    q, k, v = _inputs(1, 2, 5, 6, 48, seed=1)
+    assert "head dim 48" in fa.kernel_unavailable_reason(q, k, v)
+    torch.testing.assert_close(sparse_attention(q, k, v, 1.5),
+                               fa.materialised_attention(q, k, v, 1.5))
+    q, k, v = _inputs(1, 2, 5, 6, 32, seed=1)
+    assert fa.kernel_unavailable_reason(q, k, v) is None
+    with pytest.raises(ValueError, match=r"alpha must lie in \(1, 2\]"):
+        sparse_attention(q, k, v, torch.tensor([1.0, 1.5]))
+    with pytest.raises(ValueError, match="one per head"):
+        sparse_attention(q, k, v, torch.tensor([1.2, 1.5, 1.7]))
+    with pytest.raises(ValueError, match="key_padding_mask"):
+        sparse_attention(q, k, v, 1.5, key_padding_mask=torch.zeros(1, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="do not agree"):
+        sparse_attention(q, k[:, :1], v, 1.5)
+
+
+def test_importing_the_library_does_not_import_triton():
+    code = ("import sys, sparse_seq2seq, sparse_seq2seq.kernels, sparse_seq2seq.attention; "
+            "assert 'triton' not in sys.modules, 'triton imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
