@@ -10,7 +10,7 @@ import triton.language as tl
 KIND_GENERAL = 0
 KIND_SPARSEMAX = 1
 KIND_ENTMAX15 = 2
-LN2 = 0.6931471805599453
+LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
