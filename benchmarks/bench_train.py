@@ -30,12 +30,10 @@ hits all three alike.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -46,37 +44,23 @@ from typing import Dict, List
 
 import torch
 
+from data_prep import DataError
+from data_prep.samples import write_multi30k_sample
+
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ("softmax", "entmax15", "alpha_entmax")
 LABELS = {"softmax": "softmax", "entmax15": "1.5-entmax", "alpha_entmax": "alpha-entmax"}
 TARGETS = (("train", "alpha_entmax", 0.8), ("train", "entmax15", 0.9),
            ("beam", "alpha_entmax", 0.8), ("beam", "entmax15", 0.8))
-TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
 # -- data ----------------------------------------------------------------------------------
-def tokenize(line: str) -> str:
-    """Lowercase, then words and punctuation marks as separate tokens."""
-    return " ".join(TOKEN.findall(line.lower()))
-
-
-def write_slice(src: Path, dest: Path, n: int) -> None:
-    """The first ``n`` lines of a gzipped corpus file, tokenised."""
-    with gzip.open(src, "rt", encoding="utf-8") as fin, open(dest, "w", encoding="utf-8") as fout:
-        for i, line in enumerate(fin):
-            if i == n:
-                break
-            fout.write(tokenize(line) + "\n")
-
-
 def binarise(data_dir: Path, work: Path, n_train: int, n_beam: int) -> Path:
     """Binarise the slices with fairseq-preprocess; returns the data-bin folder."""
-    for lang in ("de", "en"):
-        for split, name, n in (("train", "train", n_train), ("valid", "val", n_beam)):
-            source = data_dir / f"{name}.{lang}.gz"
-            if not source.is_file():
-                raise FileNotFoundError(f"{source} not found (set DATA_MIRROR or --data-dir)")
-            write_slice(source, work / f"{split}.{lang}", n)
+    try:
+        write_multi30k_sample(data_dir, work, {"train": n_train, "valid": n_beam})
+    except DataError as err:
+        raise DataError(f"{err} (set DATA_MIRROR or --data-dir)") from None
     from fairseq import options
     from fairseq_cli import preprocess
 

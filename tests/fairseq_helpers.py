@@ -1,13 +1,14 @@
 """Tiny real-data fixtures for the fairseq tests: a slice of Multi30k, lowercased and split
-on whitespace, binarised with fairseq-preprocess."""
+into words and punctuation (:mod:`data_prep.samples`), binarised with fairseq-preprocess."""
 from __future__ import annotations
 
-import gzip
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
+
+from data_prep.samples import write_multi30k_sample
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO / "user_dir")
@@ -15,26 +16,44 @@ BIN = Path(sys.executable).parent
 DATA_MIRROR = Path(os.environ.get("DATA_MIRROR", REPO.parent / "shared" / "data"))
 
 
-def _lines(name: str, lang: str, count: int, skip: int = 0) -> List[str]:
-    with gzip.open(DATA_MIRROR / "multi30k" / f"{name}.{lang}.gz", "rt", encoding="utf-8") as f:
-        lines = [line.strip().lower() for _, line in zip(range(skip + count), f)][skip:]
-    return [" ".join(line.replace(".", " .").replace(",", " ,").split()) for line in lines]
+def _write_raw(root: Path, train: int, valid: int, test: int) -> Path:
+    return write_multi30k_sample(DATA_MIRROR / "multi30k", root / "raw",
+                                 {"train": train, "valid": valid, "test": test})
+
+
+def _preprocess(text: Path, destdir: Path) -> Path:
+    run([str(BIN / "fairseq-preprocess"), "--source-lang", "de", "--target-lang", "en",
+         "--trainpref", str(text / "train"), "--validpref", str(text / "valid"),
+         "--testpref", str(text / "test"), "--destdir", str(destdir),
+         "--joined-dictionary", "--workers", "1"])
+    return destdir
 
 
 def make_corpus(root: Path, train: int = 300, valid: int = 16, test: int = 21) -> Path:
     """Write train/valid/test .de/.en under ``root/raw`` and binarise into ``root/bin``."""
-    raw = root / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for split, name, count in (("train", "train", train), ("valid", "val", valid),
-                               ("test", "test_2016_flickr", test)):
+    return _preprocess(_write_raw(root, train, valid, test), root / "bin")
+
+
+def make_spm_corpus(root: Path, train: int = 300, valid: int = 16, test: int = 21,
+                    vocab_size: int = 400) -> Tuple[Path, Path]:
+    """As :func:`make_corpus`, encoded with a joint sentencepiece model trained on the training
+    text first; returns (binarised data, ``root/spm/spm.model``)."""
+    import sentencepiece
+
+    raw = _write_raw(root, train, valid, test)
+    spm = root / "spm"
+    spm.mkdir(parents=True, exist_ok=True)
+    sentencepiece.SentencePieceTrainer.train(
+        input=f"{raw / 'train.de'},{raw / 'train.en'}", model_prefix=str(spm / "spm"),
+        vocab_size=vocab_size, character_coverage=1.0, hard_vocab_limit=False, num_threads=1,
+        minloglevel=2)
+    model = sentencepiece.SentencePieceProcessor(model_file=str(spm / "spm.model"))
+    for split in ("train", "valid", "test"):
         for lang in ("de", "en"):
-            (raw / f"{split}.{lang}").write_text("\n".join(_lines(name, lang, count)) + "\n",
-                                                 encoding="utf-8")
-    run([str(BIN / "fairseq-preprocess"), "--source-lang", "de", "--target-lang", "en",
-         "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"),
-         "--testpref", str(raw / "test"), "--destdir", str(root / "bin"),
-         "--joined-dictionary", "--workers", "1"])
-    return root / "bin"
+            lines = (raw / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+            pieces = [" ".join(model.encode(line, out_type=str)) for line in lines]
+            (spm / f"{split}.{lang}").write_text("\n".join(pieces) + "\n", encoding="utf-8")
+    return _preprocess(spm, root / "bin"), spm / "spm.model"
 
 
 def run(cmd: List[str], **kwargs) -> subprocess.CompletedProcess:

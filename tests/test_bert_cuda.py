@@ -11,7 +11,7 @@ from sparse_seq2seq.bert import BertDecoder, BertEncoder, BertSizes, pair_segmen
 from sparse_seq2seq.bert import checkpoint as ck
 from sparse_seq2seq.bert import sharing
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+pytestmark = pytest.mark.cuda  # skipped without a GPU (conftest.py)
 SIZES = BertSizes(vocab_size=50, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128,
                   max_positions=32, hidden_dropout=0.0, attention_dropout=0.0)
 

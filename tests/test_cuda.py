@@ -11,9 +11,9 @@ import torch
 from torch.autograd import gradcheck
 
 import sparse_seq2seq as ss
-from conftest import separated_input
+from helpers import separated_input
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = pytest.mark.cuda  # skipped without a GPU (conftest.py)
 
 CUDA = "cuda"
 TOL = {torch.float32: 1e-6, torch.float64: 1e-9}

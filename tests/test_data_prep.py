@@ -2,7 +2,6 @@
 extraction from archives, fairseq-generate output; bad input fails loudly and leaves nothing."""
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
@@ -24,6 +23,7 @@ from data_prep.download import fetch, fetch_all, read_checksums, sha256_file
 from data_prep.extract import extract_split
 from data_prep.hypotheses import read_hypotheses, write_hypotheses
 from data_prep.moses import detokenize_file, process_line, process_pair
+from data_prep.samples import head
 from data_prep import spm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +35,7 @@ needs_mirror = pytest.mark.skipif(not M30K.is_dir(), reason="no Multi30k in DATA
 
 
 def _real_lines(name: str, lang: str, count: int) -> list[str]:
-    with gzip.open(M30K / f"{name}.{lang}.gz", "rt", encoding="utf-8") as handle:
-        return [line.rstrip("\n") for _, line in zip(range(count), handle)]
+    return head(M30K / f"{name}.{lang}.gz", count)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ parameters after the updates mean the gradients were all-reduced.
 """
 from __future__ import annotations
 
-import gzip
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from data_prep.samples import write_multi30k_sample
 from sparse_seq2seq.fairseq_plugin import cpu_distributed as cd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,22 +24,13 @@ MULTI30K = Path(os.environ.get("DATA_MIRROR", ROOT.parent / "shared" / "data")) 
 UPDATES = 3
 
 
-def _slice(src: Path, dest: Path, n: int) -> None:
-    with gzip.open(src, "rt", encoding="utf-8") as fin, open(dest, "w", encoding="utf-8") as fout:
-        for i, line in enumerate(fin):
-            if i == n:
-                break
-            fout.write(line.lower())
-
-
 @pytest.fixture(scope="module")
 def data_bin(tmp_path_factory) -> Path:
-    """160 lowercased Multi30k de-en pairs (whitespace tokens), binarised."""
+    """160 Multi30k de-en pairs, lowercased and tokenised (data_prep.samples), binarised."""
     if not (MULTI30K / "train.de.gz").is_file():
         pytest.skip(f"Multi30k not found in {MULTI30K}")
     work = tmp_path_factory.mktemp("m30k")
-    for lang in ("de", "en"):
-        _slice(MULTI30K / f"train.{lang}.gz", work / f"train.{lang}", 160)
+    write_multi30k_sample(MULTI30K, work, {"train": 160})
     proc = subprocess.run(
         [sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", "de", "--target-lang",
          "en", "--trainpref", str(work / "train"), "--destdir", str(work / "bin"),

@@ -11,7 +11,7 @@ import torch
 from torch.autograd import gradcheck
 
 import sparse_seq2seq as ss
-from conftest import separated_input
+from helpers import separated_input
 
 TOL = {torch.float32: 1e-6, torch.float64: 1e-9}
 

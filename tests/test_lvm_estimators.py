@@ -15,13 +15,7 @@ from sparse_seq2seq.mappings import sparsemax, topk_sparsemax
 
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    """Every tensor created in these tests is float64; the global default is restored afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")  # every tensor float64 (conftest.py)
 
 
 B, K, D = 3, 5, 3

@@ -11,7 +11,7 @@ import torch
 from torch.autograd import gradcheck
 
 import sparse_seq2seq as ss
-from conftest import reference_entmax, separated_input, tsallis_objective
+from helpers import reference_entmax, separated_input, tsallis_objective
 
 SHAPES = [(7,), (3, 6), (2, 3, 5), (2, 3, 2, 5)]
 SHAPE_DIMS = [(s, d) for s in SHAPES for d in range(-len(s), len(s))]

@@ -2,7 +2,6 @@
 on real data, and (when the model plugin imports) a tiny end-to-end run."""
 from __future__ import annotations
 
-import gzip
 import hashlib
 import importlib.util
 import io
@@ -16,6 +15,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
+from data_prep.samples import head
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -46,8 +47,7 @@ def recipe(name: str, *args: str, env: dict | None = None, script: str = "run.sh
 
 
 def _real_lines(name: str, lang: str, count: int) -> list[str]:
-    with gzip.open(M30K / f"{name}.{lang}.gz", "rt", encoding="utf-8") as handle:
-        return [line.rstrip("\n") for _, line in zip(range(count), handle)]
+    return head(M30K / f"{name}.{lang}.gz", count)
 
 
 # --- options ---------------------------------------------------------------------------------

@@ -8,13 +8,7 @@ from sparse_seq2seq.mappings import sparsemax
 from sparse_seq2seq.sparsemap import bitvector_map, sparsemap_bitvector
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    """Every tensor created in these tests is float64; the global default is restored afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")  # every tensor float64 (conftest.py)
 
 
 def all_structures(dim, budget=None):
