@@ -39,6 +39,7 @@ def fake_triplets(n: int, seed: int) -> list[tuple[str, str, str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_train_generate_detokenize_score(tmp_path):
     bert = tiny_bert(tmp_path / "bert")
     text = tmp_path / "text"

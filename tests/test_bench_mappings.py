@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a benchmark run
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_mappings.py"
 
 ROW_KEYS = {"group", "mapping", "impl", "shape", "dtype", "ms_median", "peak_extra_mib", "max_abs_err",

@@ -34,6 +34,7 @@ def test_targets_compare_ratios_to_softmax():
                         "1.5-entmax beam-search sentences/s / softmax": True}    # 1.0/1.25
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_json(tmp_path):
     if not (MULTI30K / "train.de.gz").is_file():
         pytest.skip(f"Multi30k not found in {MULTI30K}")

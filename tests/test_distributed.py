@@ -39,6 +39,7 @@ def data_bin(tmp_path_factory) -> Path:
     return work / "bin"
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_hold_identical_trained_parameters(data_bin, tmp_path):
     replicas = tmp_path / "replicas"
     cmd = [sys.executable, "-m", "sparse_seq2seq.fairseq_plugin.cpu_distributed", "--nprocs", "2",

@@ -11,6 +11,8 @@ import torch
 
 from fairseq_helpers import BIN, USER_DIR, make_corpus, run, train
 
+pytestmark = pytest.mark.slow  # every test here runs fairseq's commands
+
 TEST_SENTENCES = 21  # not a multiple of fairseq's default --required-batch-size-multiple (8)
 
 

@@ -136,6 +136,7 @@ def test_results_table_mean_and_std():
     assert "| sparsemax | 1 | 91.00 |" in table
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_DATA, reason="needs the data mirror")
 def test_short_real_runs_write_records(tmp_path):
     from sparse_seq2seq.lvm.experiments import bitvector_vae, ssvae
@@ -153,6 +154,7 @@ def test_short_real_runs_write_records(tmp_path):
     assert rec["final"]["elbo_kl_bpd"] >= 0 and rec["final"]["posterior_entropy_bits"] >= 0
 
 
+@pytest.mark.slow
 def test_emergent_recipe_takes_per_method_learning_rates(tmp_path):
     """``--method-lrs`` overrides ``--lr`` for the methods it names, and bad entries stop the recipe."""
     root = Path(__file__).resolve().parents[1]
