@@ -7,6 +7,8 @@ import torch
 
 from fairseq_helpers import USER_DIR, make_corpus
 
+pytestmark = pytest.mark.slow  # fairseq models on a binarised corpus
+
 NORMALIZERS = ("softmax", "sparsemax", "entmax15", "alpha_entmax")
 
 
@@ -120,3 +122,52 @@ def test_bad_loss_alpha_is_refused(data_bin):
 
     with pytest.raises(ValueError, match="--loss-alpha"):
         EntmaxLossCriterion(None, loss_alpha=1.0)
+
+
+def test_training_forward_logs_alpha_and_density_per_head(data_bin):
+    """α of each α-entmax head and the density of each sparse head of that very batch,
+    under the registry's names; softmax heads log neither, evaluation logs nothing."""
+    from fairseq.logging import metrics
+
+    from sparse_seq2seq.normalizers import head_density
+    from sparse_seq2seq.registry import attention_modules, parse_head_scalar_name
+
+    model, task, _ = build(data_bin, "--encoder-attn-normalizer", "sparsemax",
+                           "--decoder-self-attn-normalizer", "softmax",
+                           "--decoder-cross-attn-normalizer", "alpha_entmax", "--attn-alpha-init", "random",
+                           "--dropout", "0", "--attention-dropout", "0")
+    modules = {(kind, layer): m for kind, layer, m in attention_modules(model)}
+    for m in modules.values():
+        m.keep_attention = True
+    net = batch(task)["net_input"]
+    model.train()
+    with metrics.aggregate(new_root=True) as agg:
+        model(**net)
+    logged = {parse_head_scalar_name(name): value for name, value in agg.get_smoothed_values().items()}
+    assert None not in logged
+    expected = {}
+    src_pad = net["src_tokens"].eq(task.source_dictionary.pad())
+    for (kind, layer), m in modules.items():
+        if kind == "dec_cross":
+            for head, alpha in enumerate(m.alpha.tolist()):
+                expected[("alpha", kind, layer, head)] = alpha
+        if kind != "dec_self":
+            probs = m.last_attention  # (bsz, heads, tgt, src)
+            scores = torch.zeros_like(probs).masked_fill(src_pad[:, None, None, :], float("-inf"))
+            for head, density in enumerate(head_density(scores, probs).tolist()):
+                expected[("density", kind, layer, head)] = density
+    assert set(logged) == set(expected) and len(expected) == 2 * 4 + 4 * 4
+    for key, value in expected.items():
+        assert logged[key] == pytest.approx(value, abs=1e-3), key
+    model.eval()
+    with metrics.aggregate(new_root=True) as agg, torch.no_grad():
+        model(**net)
+    assert not agg.get_smoothed_values()
+
+
+def test_layers_carry_named_attention_options(data_bin):
+    model, _, _ = build(data_bin, *normalizer_flags("entmax15"))
+    layer = model.decoder.layers[0]
+    assert layer.self_attention_options.normalizer == "entmax15"
+    assert layer.cross_attention_options.alpha_init == "random"
+    assert model.encoder.layers[0].attention_options.normalizer == "entmax15"

@@ -26,8 +26,8 @@ from torch import Tensor
 from ..bert import BertDecoder, BertEmbeddings, BertEncoder, BertSizes, pair_segments_and_positions
 from ..bert import checkpoint as bert_checkpoint
 from ..bert import sharing
-from .entmax_transformer import ATTENTION_TYPES, add_attention_args, log_alphas, output_alpha
-from .output_layer import normalized_output
+from ..registry import set_attention_defaults
+from .model_common import SparseAttentionModelMixin, add_model_args
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class ApeDecoder(FairseqIncrementalDecoder):
 
 
 @register_model("bert_ape")
-class BertApeModel(FairseqEncoderDecoderModel):
+class BertApeModel(SparseAttentionModelMixin, FairseqEncoderDecoderModel):
     """BERT encoder-decoder for post-editing (task ``ape``), initialised from ``--bert-path``."""
 
     @staticmethod
@@ -148,7 +148,7 @@ class BertApeModel(FairseqEncoderDecoderModel):
                             help="dropout (default: the checkpoint's hidden_dropout_prob)")
         parser.add_argument("--attention-dropout", type=float, metavar="D",
                             help="attention dropout (default: the checkpoint's)")
-        add_attention_args(parser)
+        add_model_args(parser)
 
     @classmethod
     def build_model(cls, args, task, from_checkpoint: bool = False) -> "BertApeModel":
@@ -179,20 +179,8 @@ class BertApeModel(FairseqEncoderDecoderModel):
         super().__init__(encoder, decoder)
         self.args = args
 
-    def forward(self, *args, **kwargs):
-        if self.training:
-            log_alphas(self)
-        return super().forward(*args, **kwargs)
-
     def max_positions(self) -> Tuple[int, int]:
         return self.encoder.max_positions(), self.decoder.max_positions()
-
-    def get_normalized_probs(self, net_output, log_probs: bool, sample=None) -> Tensor:
-        """Softmax, or the entmax of the ``entmax_loss`` the model was trained with."""
-        alpha = output_alpha(self.args)
-        if alpha == 1:
-            return super().get_normalized_probs(net_output, log_probs, sample)
-        return normalized_output(net_output[0], alpha, log_probs)
 
 
 def _resolve_sizes(args, vocab_size: int, pad_index: int) -> BertSizes:
@@ -248,9 +236,7 @@ def _load_pretrained(path: str, dictionary, encoder: BertEncoder, decoder: BertD
 @register_model_architecture("bert_ape", "bert_ape")
 def bert_ape(args) -> None:
     """Sizes from ``--bert-path``; the paper's best sharing set-up."""
-    for name in ATTENTION_TYPES.values():
-        setattr(args, name, getattr(args, name, None) or "softmax")
-    args.attn_alpha_init = getattr(args, "attn_alpha_init", None) or "1.5"
+    set_attention_defaults(args, "softmax")
     args.bert_path = getattr(args, "bert_path", None)
     args.bert_weights = getattr(args, "bert_weights", None) or "pretrained"
     args.bert_decoder_init = getattr(args, "bert_decoder_init", None) or "bert"

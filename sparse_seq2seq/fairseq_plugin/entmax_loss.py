@@ -16,6 +16,7 @@ from fairseq.dataclass import FairseqDataclass
 from omegaconf import II
 
 from ..losses import loss_and_probs
+from ..registry import entmax_alpha_arg
 from .output_layer import entmax_probs
 
 
@@ -28,6 +29,14 @@ class EntmaxLossConfig(FairseqDataclass):
 
 @register_criterion("entmax_loss", dataclass=EntmaxLossConfig)
 class EntmaxLossCriterion(FairseqCriterion):
+    @classmethod
+    def add_args(cls, parser) -> None:
+        """The dataclass flags, with ``--loss-alpha`` checked when parsed (before any data is read)."""
+        super().add_args(parser)
+        for action in parser._actions:
+            if "--loss-alpha" in action.option_strings:
+                action.type = entmax_alpha_arg("--loss-alpha")
+
     def __init__(self, task, loss_alpha: float = 1.5, sentence_avg: bool = False):
         super().__init__(task)
         if not 1 < loss_alpha <= 2:
@@ -43,6 +52,7 @@ class EntmaxLossCriterion(FairseqCriterion):
         logits, target = logits[keep], target[keep]
         losses, probs = loss_and_probs(logits, target, self.alpha,
                                        lambda z: entmax_probs(z, self.alpha))
+        losses = losses.float()  # a float16 sum over a batch overflows (65504)
         loss = losses.sum() if reduce else losses
         gold_zero = probs.gather(-1, target.unsqueeze(-1)).eq(0).sum()
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]

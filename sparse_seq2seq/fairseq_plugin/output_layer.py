@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from ..mappings import entmax15, entmax_bisect, sparsemax
+from ..registry import mapping_for_alpha
 
 
 def entmax_probs(logits: torch.Tensor, alpha: float) -> torch.Tensor:
-    """α-entmax over the last dim in float32: sparsemax at 2, 1.5-entmax at 1.5."""
-    logits = logits.float()
-    if alpha == 2:
-        return sparsemax(logits, dim=-1)
-    if alpha == 1.5:
-        return entmax15(logits, dim=-1)
-    return entmax_bisect(logits, alpha, dim=-1)
+    """α-entmax over the last dim in float32: sparsemax at 2, 1.5-entmax at 1.5, bisection
+    elsewhere (the normaliser of :mod:`sparse_seq2seq.registry` with that α)."""
+    return mapping_for_alpha(alpha)(logits.float())
 
 
 def normalized_output(logits: torch.Tensor, alpha: float, log_probs: bool) -> torch.Tensor:
+    """``entmax_probs`` of the logits, or their log (−inf where p = 0)."""
     probs = entmax_probs(logits, alpha)
     return torch.log(probs) if log_probs else probs
