@@ -87,6 +87,42 @@ def test_environment_sets_options_and_flags_win(tmp_path):
     assert not work.exists()
 
 
+EVERY_SCRIPT = [(n, "run.sh") for n in ALL + ["mlqe_pe_ape", "wmt18_ape", "synthetic_ape",
+                                               "lvm_ssvae", "lvm_emergent", "lvm_bitvector"]]
+EVERY_SCRIPT += [("multi30k_de_en", "compare.sh"), ("mlqe_pe_ape", "table.sh")]
+
+
+@pytest.mark.parametrize("name, script", EVERY_SCRIPT)
+def test_every_recipe_has_help_with_its_stages_and_the_same_option_names(name, script):
+    result = recipe(name, "--help", script=script)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "stages (--stage N --stop-stage M):" in out and re.search(r"^  stage \d+: \w+", out, re.M)
+    flags = {line.split()[0] for line in out.splitlines() if line.startswith("  --")}
+    assert {"--stage", "--stop-stage", "--dry-run", "--work-dir", "--python-bin"} <= flags
+    assert "--out" not in flags and "--python" not in flags
+    assert "(also --out)" in out and "(also --python)" in out
+
+
+def test_old_option_spellings_are_aliases(tmp_path):
+    work = tmp_path / "w"
+    result = recipe("lvm_ssvae", "--stage", "3", "--stop-stage", "3", "--dry-run", "true",
+                    "--out", str(work), "--python", sys.executable)
+    assert result.returncode == 0, result.stderr
+    assert f"{sys.executable} -m sparse_seq2seq.lvm.experiments.reporting {work} " in result.stdout
+    assert not work.exists()
+
+
+def test_no_recipe_scrapes_stage_names_or_keeps_its_own_runner():
+    for path in RECIPES.glob("*/*.sh"):
+        text = path.read_text()
+        if path.parent.name == "common":
+            continue
+        assert "stage_names" not in text and "sed -n" not in text, path
+        assert not re.search(r"^(run|run_to)\(\)", text, re.M), path
+        assert not re.search(r"\$stage -le \d", text), path
+
+
 # --- the plan (stage 0) and dry runs ---------------------------------------------------------
 
 @pytest.mark.parametrize("name", ALL)
@@ -278,8 +314,7 @@ def test_bad_raw_data_stops_the_recipe_naming_file_and_line(sliced, tmp_path):
                     *SLICE_ARGS)
     assert result.returncode == 1
     assert f"{work / 'raw' / 'valid.en'}:12: not valid UTF-8" in result.stderr
-    assert sorted(p.name for p in (work / "tok").iterdir()) == ["train.de", "train.en"]
-    assert not (work / "spm").exists() and not (work / ".stages" / "2").exists()
+    assert sorted(p.name for p in work.iterdir()) == ["raw"]  # not even the train split's tokens
 
 
 # --- end to end, only where the model plugin is importable -----------------------------------

@@ -15,6 +15,5 @@ test_sets=test
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../common/paper_defaults.sh"
 validate_interval_updates=5000
-source "$here/../common/options.sh"
-source "$here/../common/pipeline.sh"
+source "$here/../common/mt_stages.sh"
 run_recipe "$@"

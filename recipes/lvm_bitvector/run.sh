@@ -6,13 +6,13 @@
 # CPU budget: 300 updates of 64 images per method (the paper trains 100 epochs of 60,000), and the
 # importance-sampled NLL (1024 samples per image) on the first 200 test images, fixed binarisation.
 set -euo pipefail
+recipe_name=lvm_bitvector
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-source "$here/../common/options.sh"
-default_python=python3
-[[ -x $repo/.venv/bin/python ]] && default_python=$repo/.venv/bin/python
-opt stage 0 "first stage to run (0 data check, 1 train + evaluate, 2 report)"
-opt stop_stage 2 "last stage to run"
+source "$here/../common/stages.sh"
+stage 0 data "Fashion-MNIST (checksums of the decompressed files verified)"
+stage 1 train "train each method, then the importance-sampled NLL (one folder per D)"
+stage 2 report "results tables and training curves"
+common_options
 opt seed "" "run a single seed (overrides --seeds)"
 opt seeds "1" "seeds, space separated"
 opt dims "32 128" "latent sizes D"
@@ -26,48 +26,45 @@ opt sparsemap_encoding states "SparseMAP structure vector: states ([z; 1-z], the
 opt eval_size 200 "test images for the importance-sampled NLL (10000: the whole test set)"
 opt is_samples 1024 "importance samples per test image"
 opt threads 1 "torch threads per run"
-opt out "$repo/exp/lvm_bitvector" "output folder (one sub-folder per D)"
-opt python "$default_python" "python interpreter"
-opt force false "retrain runs whose record already exists (true/false)"
+opt force false "retrain runs whose record already exists"
 parse_options "$@"
-check_int stage; check_int stop_stage; check_int max_steps; check_int epochs; check_int eval_size
-check_choice force true false
+finish_common_options
+check_int max_steps epochs eval_size
+check_bool force
 check_choice sparsemap_encoding states bits
 [[ -n $seed ]] && seeds=$seed
-cd "$repo"
-mkdir -p "$out"
-run() { nice -n 10 "$python" "$@"; }
+cd "$recipe_root"
+py() { run nice -n 10 "$python_bin" "$@"; }
 
-if [[ $stage -le 0 && $stop_stage -ge 0 ]]; then
-  echo "== stage 0: Fashion-MNIST (checksums of the decompressed files verified)"
-  run -c "from sparse_seq2seq.lvm.experiments.data import load_idx_dataset
+stage_0() {
+  py -c "from sparse_seq2seq.lvm.experiments.data import load_idx_dataset
 x = load_idx_dataset('fashion-mnist'); print('fashion-mnist', x[0].shape, x[2].shape)"
-fi
+}
 
-if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then
-  echo "== stage 1: train each method, then the importance-sampled NLL"
+stage_1() {
   for d in $dims; do
     for s in $seeds; do
       for m in $methods; do
-        dest=$out/d$d
+        dest=$work_dir/d$d
         if [[ -f $dest/${m}_seed$s.json && $force == false ]]; then echo "exists: $dest/${m}_seed$s.json"; continue; fi
         extra=()
         [[ -n $budget ]] && extra+=(--budget "$budget")
         [[ $m == topk_sparsemax ]] && extra+=(--k "$k")
         [[ $m == sparsemap* ]] && extra+=(--sparsemap-encoding "$sparsemap_encoding")
-        run -m sparse_seq2seq.lvm.experiments.bitvector_vae --method "$m" --latent-dim "$d" --seed "$s" --epochs "$epochs" \
+        py -m sparse_seq2seq.lvm.experiments.bitvector_vae --method "$m" --latent-dim "$d" --seed "$s" --epochs "$epochs" \
           --max-steps "$max_steps" --lr "$lr" --eval-size "$eval_size" --is-samples "$is_samples" \
           --threads "$threads" --out "$dest" "${extra[@]}"
       done
     done
   done
-fi
+}
 
-if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then
-  echo "== stage 2: results tables and training curves"
+stage_2() {
   for d in $dims; do
-    run -m sparse_seq2seq.lvm.experiments.reporting "$out/d$d" --experiment bitvector_vae --digits 3 \
+    py -m sparse_seq2seq.lvm.experiments.reporting "$work_dir/d$d" --experiment bitvector_vae --digits 3 \
       --metrics nll_bpd elbo_recon_bpd elbo_kl_bpd posterior_entropy_bits decoder_calls decoder_calls_last train_time_s \
-      --curve train_neg_elbo_bpd decoder_calls --table "$out/d$d/results.md" --plot "$out/d$d/curves.png"
+      --curve train_neg_elbo_bpd decoder_calls --table "$work_dir/d$d/results.md" --plot "$work_dir/d$d/curves.png"
   done
-fi
+}
+
+run_stages

@@ -7,31 +7,30 @@
 # writes 256-dimensional PCA features of Fashion-MNIST ($DATA_MIRROR/fashion-mnist) instead.
 # CPU budget: 2 epochs of 16,000 games per method and seed (the paper trains 500 epochs).
 set -euo pipefail
+recipe_name=lvm_emergent
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-source "$here/../common/options.sh"
-default_python=python3
-[[ -x $repo/.venv/bin/python ]] && default_python=$repo/.venv/bin/python
-opt stage 0 "first stage to run (0 features, 1 train, 2 report)"
-opt stop_stage 2 "last stage to run"
+source "$here/../common/stages.sh"
+stage 0 features "256-dimensional PCA features of the images (unless --features-dir has them)"
+stage 1 train "train sender and receiver with each method"
+stage 2 report "results table and training curves"
+common_options
 opt seed "" "run a single seed (overrides --seeds)"
 opt seeds "1" "seeds, space separated"
 opt methods "dense sparsemax topk_sparsemax sfe sfe_plus nvil gumbel st_gumbel sum_and_sample" "estimators to train"
 opt dataset fashion-mnist "images for the features (mnist or fashion-mnist)"
-opt features_dir "" "folder with train.npy and test.npy (default: <out>/features, made by stage 0)"
+opt features_dir "" "folder with train.npy and test.npy (default: <work-dir>/features, made by stage 0)"
 opt epochs 2 "epochs of --games-per-epoch games"
 opt games_per_epoch 16000 "games per epoch"
 opt lr 0.005 "learning rate (the paper's)"
 opt method_lrs "sparsemax=0.002" "per-method learning rates overriding --lr: 'METHOD=LR ...' (sparsemax: chosen on validation games, docs/lvm_results.md)"
 opt entropy_coeff 0.1 "sender entropy bonus (the paper's)"
 opt threads 1 "torch threads per run"
-opt out "$repo/exp/lvm_emergent" "output folder"
-opt python "$default_python" "python interpreter"
-opt force false "retrain runs whose record already exists (true/false)"
+opt force false "retrain runs whose record already exists"
 parse_options "$@"
-check_int stage; check_int stop_stage; check_int epochs; check_int games_per_epoch
+finish_common_options
+check_int epochs games_per_epoch
 check_choice dataset mnist fashion-mnist
-check_choice force true false
+check_bool force
 [[ -n $seed ]] && seeds=$seed
 for pair in $method_lrs; do
   [[ $pair =~ ^[a-z_]+=[0-9.eE+-]+$ ]] || die "--method-lrs '$pair': expected METHOD=LR"
@@ -41,35 +40,33 @@ lr_of() {  # lr_of METHOD: its --method-lrs entry, else --lr
   for pair in $method_lrs; do [[ ${pair%%=*} == "$1" ]] && { echo "${pair#*=}"; return; }; done
   echo "$lr"
 }
-[[ -z $features_dir ]] && features_dir=$out/features
-cd "$repo"
-mkdir -p "$out"
-run() { nice -n 10 "$python" "$@"; }
+[[ -z $features_dir ]] && features_dir=$work_dir/features
+cd "$recipe_root"
+py() { run nice -n 10 "$python_bin" "$@"; }
 
-if [[ $stage -le 0 && $stop_stage -ge 0 ]]; then
-  echo "== stage 0: PCA features of $dataset -> $features_dir"
+stage_0() {
   if [[ -f $features_dir/train.npy && -f $features_dir/test.npy && $force == false ]]; then
     echo "exists: $features_dir/{train,test}.npy"
   else
-    run -m sparse_seq2seq.lvm.experiments.features --dataset "$dataset" --dim 256 --out "$features_dir"
+    py -m sparse_seq2seq.lvm.experiments.features --dataset "$dataset" --dim 256 --out "$features_dir"
   fi
-fi
+}
 
-if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then
-  echo "== stage 1: train sender and receiver with each method"
+stage_1() {
   for s in $seeds; do
     for m in $methods; do
-      if [[ -f $out/${m}_seed$s.json && $force == false ]]; then echo "exists: $out/${m}_seed$s.json"; continue; fi
-      run -m sparse_seq2seq.lvm.experiments.emergent --method "$m" --seed "$s" --epochs "$epochs" \
+      if [[ -f $work_dir/${m}_seed$s.json && $force == false ]]; then echo "exists: $work_dir/${m}_seed$s.json"; continue; fi
+      py -m sparse_seq2seq.lvm.experiments.emergent --method "$m" --seed "$s" --epochs "$epochs" \
         --games-per-epoch "$games_per_epoch" --lr "$(lr_of "$m")" --entropy-coeff "$entropy_coeff" --threads "$threads" \
-        --train-features "$features_dir/train.npy" --test-features "$features_dir/test.npy" --out "$out"
+        --train-features "$features_dir/train.npy" --test-features "$features_dir/test.npy" --out "$work_dir"
     done
   done
-fi
+}
 
-if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then
-  echo "== stage 2: results table and training curves"
-  run -m sparse_seq2seq.lvm.experiments.reporting "$out" --experiment emergent \
+stage_2() {
+  py -m sparse_seq2seq.lvm.experiments.reporting "$work_dir" --experiment emergent \
     --metrics test_success decoder_calls decoder_calls_last train_time_s \
-    --curve train_success decoder_calls --table "$out/results.md" --plot "$out/curves.png"
-fi
+    --curve train_success decoder_calls --table "$work_dir/results.md" --plot "$work_dir/curves.png"
+}
+
+run_stages

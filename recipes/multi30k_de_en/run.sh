@@ -23,6 +23,5 @@ warmup_updates=400
 max_tokens=4096
 max_update=2000
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-source "$here/../common/options.sh"
-source "$here/../common/pipeline.sh"
+source "$here/../common/mt_stages.sh"
 run_recipe "$@"

@@ -14,6 +14,5 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../common/paper_defaults.sh"
 arch=entmax_transformer_wmt_en_de
 validate_interval_updates=10000
-source "$here/../common/options.sh"
-source "$here/../common/pipeline.sh"
+source "$here/../common/mt_stages.sh"
 run_recipe "$@"

