@@ -93,15 +93,14 @@ def _keeping(model: nn.Module, modules: Sequence[nn.Module]) -> Iterator[None]:
 
 def _decoder_inputs(model: nn.Module, labels: Tensor, label_real: Tensor) -> Tuple[Tensor, Tensor]:
     """Teacher forcing: the targets shifted right behind the decoder start token, and which
-    decoder positions are real."""
+    decoder positions are real (those that predict a real target token)."""
     config = model.config
     start = getattr(config, "decoder_start_token_id", None)
     pad = getattr(config, "pad_token_id", None)
     if start is None or pad is None:
         raise ValueError("the model config needs decoder_start_token_id and pad_token_id for teacher forcing")
     shifted = torch.cat([torch.full_like(labels[:, :1], start), labels[:, :-1]], dim=1)
-    real = torch.cat([torch.ones_like(label_real[:, :1]), label_real[:, :-1]], dim=1)
-    return shifted.masked_fill(~real, pad), real
+    return shifted.masked_fill(~label_real, pad), label_real
 
 
 def _tokens(tokenizer, ids: Tensor, keep: Tensor) -> List[str]:
