@@ -15,9 +15,6 @@ from sparse_seq2seq import download
 from sparse_seq2seq.download import Checksum, DownloadError, fetch, file_digest, mirror_from_env
 from sparse_seq2seq.lvm.experiments import data as lvm_data
 
-pytestmark = pytest.mark.unit
-
-
 def _quiet(_message: str) -> None:
     pass
 

@@ -1,15 +1,17 @@
 """``sparse-seq2seq-heads``: what did the attention heads of a trained model learn?
 
-    sparse-seq2seq-heads CHECKPOINT [--data BIN --subset valid --max-sentences N
-                                     --sentence I --log TRAIN_LOG --out DIR --user-dir DIR]
+    sparse-seq2seq-heads CHECKPOINT [--data BIN --subset valid --max-sentences N --sentence I
+                                     --log TRAIN_LOG --tensorboard-logdir DIR --out DIR --user-dir DIR]
 
 Prints, per attention type, layer and head, the learned α, the mean support size (tokens
 with nonzero weight), the mean density and the share of fully dense queries; per layer, the
 Jensen–Shannon diversity of its heads; per type, the share of fully dense heads (definitions
 in :mod:`sparse_seq2seq.analysis.stats`; Correia, Niculae & Martins 2019, §5). Writes the
 numbers to ``DIR/heads.json`` and PNG figures to ``DIR``: α per head, α over training (with
-``--log``) and the attention maps of sentence I with their support outlined (with ``--data``).
-Without ``--data`` only α is reported: it is read from the checkpoint itself.
+``--tensorboard-logdir`` or ``--log``; the tensorboard events are preferred) and the attention
+maps of sentence I with their support outlined (with ``--data``). Without ``--data`` only α
+is reported: it is read from the checkpoint itself. A progress bar on stderr follows the
+sentences analysed (``--no-progress`` hides it).
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .collect import (ATTENTION_TYPES, TYPE_NAMES, AttentionInfo, Key, SentenceAttention,
-                      attention_infos, checkpoint_infos, collect_statistics, load_model, load_state)
+from ..registry import ATTENTION_KEYS, attention_type
+from .collect import (AttentionInfo, Key, SentenceAttention, attention_infos, checkpoint_infos,
+                      collect_statistics, load_model, load_state)
 from .stats import HeadStatistics
 
 
@@ -41,11 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sentence of the subset whose attention maps are drawn (default: 0)")
     parser.add_argument("--log", metavar="TRAIN_LOG",
                         help="fairseq training log (--log-file or captured output) for α over training")
+    parser.add_argument("--tensorboard-logdir", metavar="DIR",
+                        help="fairseq's --tensorboard-logdir of the training, for α over training "
+                             "(preferred to --log when it holds α)")
     parser.add_argument("--out", metavar="DIR",
                         help="folder for heads.json and the figures (default: <checkpoint dir>/heads)")
     parser.add_argument("--user-dir", help="fairseq --user-dir to import (the plugin is always imported)")
     parser.add_argument("--batch-size", type=int, default=16, help="sentences per forward pass")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even if a GPU is present")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
@@ -75,7 +82,7 @@ def build_report(infos: Sequence[AttentionInfo], stats: Optional[Dict[Key, HeadS
         if stat is not None:
             entry.update(js_divergence=_number(stat.js), queries=stat.queries, js_queries=stat.js_queries)
         modules.append(entry)
-    for kind in ATTENTION_TYPES:
+    for kind in ATTENTION_KEYS:
         mine = [m for m in modules if m["type"] == kind]
         if not mine:
             continue
@@ -98,7 +105,7 @@ def format_tables(report: dict) -> str:
     for kind, summary in report["summary"].items():
         modules = [m for m in report["attention"] if m["type"] == kind]
         with_data = "js_divergence" in modules[0]
-        lines.append(f"== {TYPE_NAMES[kind]} [{kind}] ({', '.join(summary['normalizers'])}) ==")
+        lines.append(f"== {attention_type(kind).label} [{kind}] ({', '.join(summary['normalizers'])}) ==")
         header = f"{'layer':>5} {'head':>4} {'alpha':>8}"
         if with_data:
             header += f" {'support':>8} {'density':>8} {'dense':>8}"
@@ -128,19 +135,19 @@ LEGEND = ("support = mean number of tokens with nonzero weight per query; densit
 
 def _figures(args, infos, sentence: Optional[SentenceAttention], out: Path, notes: List[str]) -> List[Path]:
     from . import plots  # matplotlib only when drawing
-    from .training_log import read_alpha_log
+    from .training_log import read_alpha_trajectory
 
     figures = [plots.plot_alphas(infos, out / "alpha_per_head.png")]
-    if args.log:
+    if args.log or args.tensorboard_logdir:
         try:
-            trajectory = read_alpha_log(args.log)
+            trajectory = read_alpha_trajectory(args.log, args.tensorboard_logdir)
         except (OSError, ValueError) as error:
             notes.append(f"α over training not drawn: {error}")
         else:
             figures.append(plots.plot_alpha_trajectories(trajectory, out / "alpha_over_training.png"))
     if sentence is not None:
         alphas = {(info.kind, info.layer): info.alphas for info in infos}
-        for kind in ATTENTION_TYPES:
+        for kind in ATTENTION_KEYS:
             if any(k == kind for k, _ in sentence.attention):
                 figures.append(plots.plot_attention(
                     sentence, kind, out / f"attention_{kind}_sentence{sentence.index}.png", alphas))
@@ -158,7 +165,8 @@ def _analyse(args, notes: List[str]):
             model = model.cuda()
         infos = attention_infos(model)
         stats, sentence, count = collect_statistics(model, task, args.subset, args.max_sentences,
-                                                    args.sentence, args.batch_size)
+                                                    args.sentence, args.batch_size,
+                                                    progress=not args.no_progress)
         if sentence is None:
             notes.append(f"sentence {args.sentence} is not among the {count} sentences analysed: "
                          "no attention maps drawn")
@@ -183,6 +191,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit(f"sparse-seq2seq-heads: error: no checkpoint at {args.checkpoint}")
     if args.log and not Path(args.log).is_file():
         raise SystemExit(f"sparse-seq2seq-heads: error: no training log at {args.log}")
+    if args.tensorboard_logdir and not Path(args.tensorboard_logdir).is_dir():
+        raise SystemExit(f"sparse-seq2seq-heads: error: no tensorboard log folder at {args.tensorboard_logdir}")
     if args.max_sentences is not None and args.max_sentences < 1:
         raise SystemExit("sparse-seq2seq-heads: error: --max-sentences must be at least 1")
     if args.batch_size < 1:

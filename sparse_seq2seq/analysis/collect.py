@@ -10,26 +10,18 @@ functions that need it.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from ..normalizers import build_normalizer
+from ..registry import ATTENTION_KEYS, ATTENTION_TYPES, attention_modules
 from .stats import HeadStatistics, valid_pairs
-
-ATTENTION_TYPES = ("enc", "dec_self", "dec_cross")
-TYPE_NAMES = {"enc": "encoder self-attention", "dec_self": "decoder self-attention",
-              "dec_cross": "decoder-encoder (context) attention"}
-# attention type -> (stack, attribute of the layer, normaliser option, layers option, heads option)
-_LAYOUT = {"enc": ("encoder", "self_attn", "encoder_attn_normalizer", "encoder_layers",
-                   "encoder_attention_heads"),
-           "dec_self": ("decoder", "self_attn", "decoder_self_attn_normalizer", "decoder_layers",
-                        "decoder_attention_heads"),
-           "dec_cross": ("decoder", "encoder_attn", "decoder_cross_attn_normalizer", "decoder_layers",
-                         "decoder_attention_heads")}
 
 Key = Tuple[str, int]  # (attention type, layer)
 
@@ -71,20 +63,19 @@ def _alpha_list(alpha: Optional[Tensor], num_heads: int) -> List[float]:
 
 def attention_infos(model: nn.Module) -> List[AttentionInfo]:
     """α per head of every attention of a loaded model, in type, layer order."""
-    from ..fairseq_plugin.entmax_transformer import attention_modules
-
     infos = [AttentionInfo(kind, layer, module.normalizer.name, _alpha_list(module.alpha, module.num_heads))
              for kind, layer, module in attention_modules(model)]
-    return sorted(infos, key=lambda info: (ATTENTION_TYPES.index(info.kind), info.layer))
+    return sorted(infos, key=lambda info: (ATTENTION_KEYS.index(info.kind), info.layer))
 
 
 def load_state(checkpoint: str) -> dict:
     """The checkpoint's state, read with torch's safe loader (the plugin allows the few
-    classes fairseq checkpoints hold)."""
-    import sparse_seq2seq.fairseq_plugin  # noqa: F401  (registration, safe globals)
-    from fairseq import checkpoint_utils
+    classes fairseq checkpoints hold). An empty, truncated or damaged file raises a
+    ``ValueError`` (:class:`~sparse_seq2seq.fairseq_plugin.safe_loading.CheckpointError`)
+    whose one line names it."""
+    from ..fairseq_plugin.safe_loading import load_checkpoint_or_explain
 
-    return checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
+    return load_checkpoint_or_explain(checkpoint)
 
 
 def checkpoint_infos(state: dict) -> List[AttentionInfo]:
@@ -99,20 +90,19 @@ def checkpoint_infos(state: dict) -> List[AttentionInfo]:
     weights = state["model"]
     infos = []
     for kind in ATTENTION_TYPES:
-        stack, attr, norm_option, layers_option, heads_option = _LAYOUT[kind]
-        name = getattr(model_cfg, norm_option, None)
+        name = getattr(model_cfg, kind.option, None)
         if name is None:
-            raise ValueError(f"the checkpoint's model has no {norm_option}: not an entmax_transformer")
-        heads = int(getattr(model_cfg, heads_option))
-        for layer in range(int(getattr(model_cfg, layers_option))):
-            prefix = f"{stack}.layers.{layer}.{attr}."
+            raise ValueError(f"the checkpoint's model has no {kind.option}: not an entmax_transformer")
+        heads = int(getattr(model_cfg, kind.heads_option))
+        for layer in range(int(getattr(model_cfg, kind.layers_option))):
+            prefix = f"{kind.stack}.layers.{layer}.{kind.module}."
             if not any(k.startswith(prefix) for k in weights):
                 continue  # e.g. a decoder without context attention
             normalizer = build_normalizer(name, heads)
             own = {k[len(prefix) + len("normalizer."):]: v for k, v in weights.items()
                    if k.startswith(prefix + "normalizer.")}
             normalizer.load_state_dict(own)
-            infos.append(AttentionInfo(kind, layer, name, _alpha_list(normalizer.alpha, heads)))
+            infos.append(AttentionInfo(kind.key, layer, name, _alpha_list(normalizer.alpha, heads)))
     return infos
 
 
@@ -121,10 +111,13 @@ def load_model(checkpoint: str, data: str, user_dir: Optional[str] = None):
     import sparse_seq2seq.fairseq_plugin  # noqa: F401  (registration, safe globals)
     from fairseq import checkpoint_utils, utils
 
+    from ..fairseq_plugin.safe_loading import explain_damage
+
     if user_dir:
         utils.import_user_module(argparse.Namespace(user_dir=user_dir))
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    explain_damage(checkpoint)
     models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
         [checkpoint], arg_overrides={"data": data})
     return models[0].eval(), task
@@ -137,10 +130,11 @@ def _batches(dataset, count: int, batch_size: int) -> Iterator[dict]:
 
 def collect_statistics(model: nn.Module, task, subset: str = "valid",
                        max_sentences: Optional[int] = None, sentence: Optional[int] = 0,
-                       batch_size: int = 16) -> Tuple[Dict[Key, HeadStatistics],
-                                                      Optional[SentenceAttention], int]:
+                       batch_size: int = 16, progress: bool = False) -> Tuple[Dict[Key, HeadStatistics],
+                                                                              Optional[SentenceAttention], int]:
     """Head statistics over the first ``max_sentences`` sentences of ``subset`` (all when
     None), and the attention of sentence number ``sentence`` of the subset (if analysed).
+    ``progress`` shows a progress bar (sentences done, rate, time left) on stderr.
 
     Returns (statistics per (type, layer), that sentence's attention or None, sentences)."""
     task.load_dataset(subset)
@@ -149,14 +143,14 @@ def collect_statistics(model: nn.Module, task, subset: str = "valid",
     if count == 0:
         raise ValueError(f"subset {subset!r} is empty")
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
-    from ..fairseq_plugin.entmax_transformer import attention_modules
-
     modules = list(attention_modules(model))
     stats = {(kind, layer): HeadStatistics(m.num_heads) for kind, layer, m in modules}
     device = next(model.parameters()).device
     kept: Optional[SentenceAttention] = None
     for _, _, module in modules:
         module.keep_attention = True
+    bar = tqdm(total=count, unit="sentence", desc=f"heads on {subset}", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
     try:
         with torch.no_grad():
             for sample in _batches(dataset, count, batch_size):
@@ -173,7 +167,9 @@ def collect_statistics(model: nn.Module, task, subset: str = "valid",
                 ids = sample["id"].tolist()
                 if sentence is not None and sentence in ids:
                     kept = _sentence(sample, ids.index(sentence), modules, src_dict, tgt_dict)
+                bar.update(len(ids))
     finally:
+        bar.close()
         for _, _, module in modules:
             module.keep_attention, module.last_attention = False, None
     return stats, kept, count

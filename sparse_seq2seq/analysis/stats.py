@@ -31,6 +31,22 @@ for H ≤ n_q heads that each put all their weight on a different token. A query
 valid key (the first position of decoder self-attention) has no base-n entropy and carries
 no information on diversity (every head must give that key weight 1): it is left out of
 the JS average.
+
+The functions and :class:`HeadStatistics` are the one implementation of these statistics
+for every model: ``sparse-seq2seq-heads`` (fairseq checkpoints, :mod:`.collect`) and
+:mod:`sparse_seq2seq.hf.heads` (transformers models) both call them, so their signatures
+are kept stable:
+
+* ``valid_pairs(query_real, key_real, causal=False) -> valid`` (bsz, tgt, src) bool;
+* ``available_keys(valid) -> n`` (bsz, tgt) long;
+* ``support_sizes(probs, valid) -> sizes`` (bsz, heads, tgt) long;
+* ``js_divergence(probs, valid) -> (js, defined)``, both (bsz, tgt);
+* ``HeadStatistics(num_heads)``, ``.update(probs, valid)``, then ``mean_support``,
+  ``density``, ``dense_fraction``, ``fully_dense_heads`` (one value per head), ``js``,
+  ``queries`` and ``js_queries``.
+
+``probs`` may live on any device and have any float dtype; statistics are accumulated on
+the CPU in float64.
 """
 from __future__ import annotations
 
