@@ -25,12 +25,41 @@ def _temp_beside(path: Path, directory: bool = False) -> Path:
     return Path(name)
 
 
+_groups: list[list[tuple[Path, Path]]] = []  # renames deferred by all_or_nothing blocks
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Within the block, :func:`atomic_paths` defers its renames to the block's end.
+
+    A command that writes several outputs (every split of a corpus) thus replaces all of its
+    earlier outputs or, when anything in the block raises, none of them.
+    """
+    pending: list[tuple[Path, Path]] = []
+    _groups.append(pending)
+    try:
+        yield
+    except BaseException:
+        for temp, _ in pending:
+            temp.unlink(missing_ok=True)
+        raise
+    finally:
+        _groups.remove(pending)
+    outer = _groups[-1] if _groups else None
+    for temp, final in pending:
+        if outer is not None:
+            outer.append((temp, final))
+        else:
+            os.replace(temp, final)
+
+
 @contextlib.contextmanager
 def atomic_paths(*targets: str | os.PathLike) -> Iterator[list[Path]]:
     """Yield one temporary path per target, in the target's folder.
 
-    When the block ends normally each temporary file is renamed onto its target; when it
-    raises, every temporary file is deleted and the targets are left as they were.
+    When the block ends normally each temporary file is renamed onto its target (at the end of
+    the enclosing :func:`all_or_nothing` block, if any); when it raises, every temporary file
+    is deleted and the targets are left as they were.
     """
     finals = [Path(t) for t in targets]
     temps = [_temp_beside(t) for t in finals]
@@ -41,7 +70,10 @@ def atomic_paths(*targets: str | os.PathLike) -> Iterator[list[Path]]:
             temp.unlink(missing_ok=True)
         raise
     for temp, final in zip(temps, finals):
-        os.replace(temp, final)
+        if _groups:
+            _groups[-1].append((temp, final))
+        else:
+            os.replace(temp, final)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,10 @@
 """A thin wrapper around ``fairseq-preprocess --joined-dictionary`` that checks its inputs."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,42 @@ def preprocess_command() -> list[str]:
         return [str(beside)]
     found = shutil.which("fairseq-preprocess")
     return [found] if found else [sys.executable, "-m", "fairseq_cli.preprocess"]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process started by ``pid``, its children first (read from /proc; [] elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def run_to_the_end(command: Sequence[str]) -> int:
+    """Run ``command`` and return its exit status. When this process is stopped meanwhile
+    (SIGTERM raises SystemExit, Ctrl-C KeyboardInterrupt), the command and every process it
+    started (fairseq-preprocess's workers) are stopped too before the exception goes on."""
+    process = subprocess.Popen(command)
+    try:
+        return process.wait()
+    except BaseException:
+        for pid in [process.pid] + _descendants(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        raise
 
 
 def fairseq_subsets(tests: Sequence[str]) -> list[str]:
@@ -52,9 +90,9 @@ def binarize(src: str, tgt: str, train: str, valid: str, tests: Sequence[tuple[s
             command += ["--testpref", ",".join(prefix for _, prefix in tests)]
         command += list(extra)
         log("+ " + " ".join(command))
-        result = subprocess.run(command)
-        if result.returncode != 0:
-            raise DataError(f"fairseq-preprocess failed (exit {result.returncode}); "
+        returncode = run_to_the_end(command)
+        if returncode != 0:
+            raise DataError(f"fairseq-preprocess failed (exit {returncode}); "
                             f"nothing written to {destdir}")
         with open(tmp / SPLITS_FILE, "w", encoding="utf-8") as handle:
             for subset, name, _ in rows:

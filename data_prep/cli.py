@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 from . import DataError
+from .atomic import all_or_nothing
 
 
 def _log(message: str) -> None:
@@ -56,8 +58,9 @@ def cmd_extract(args: argparse.Namespace) -> None:
     from .corpora import get_corpus
     from .extract import extract_split
     corpus = get_corpus(args.corpus)
-    for split in args.splits or list(corpus.splits):
-        extract_split(corpus, split, args.downloads, args.out, _log)
+    with all_or_nothing():  # every split, or none replaced
+        for split in args.splits or list(corpus.splits):
+            extract_split(corpus, split, args.downloads, args.out, _log)
 
 
 def _pairs(args: argparse.Namespace, filter_prefix: bool) -> list[tuple[list[str], bool]]:
@@ -70,16 +73,22 @@ def _pairs(args: argparse.Namespace, filter_prefix: bool) -> list[tuple[list[str
                     for s in args.splits]
     else:
         raise DataError("give --input and --output prefixes, or --in-dir, --out-dir and --splits")
-    return [([f"{prefix}.{lang}" for prefix in (i, o) for lang in (args.src, args.tgt)], drop)
+    jobs = [([f"{prefix}.{lang}" for prefix in (i, o) for lang in (args.src, args.tgt)], drop)
             for i, o, drop in prefixes]
+    for files, _ in jobs:  # every input is there before any output is written
+        for path in files[:2]:
+            if not Path(path).is_file():
+                raise DataError(f"{path}: no such file")
+    return jobs
 
 
 def cmd_prepare_text(args: argparse.Namespace) -> None:
     from .moses import process_pair
-    for files, drop in _pairs(args, args.drop_empty):
-        process_pair(*files, args.src, args.tgt, normalize=args.normalize,
-                     tokenize=args.tokenizer == "moses", drop_empty=drop,
-                     workers=args.workers, log=_log)
+    with all_or_nothing():  # every split, or none replaced
+        for files, drop in _pairs(args, args.drop_empty):
+            process_pair(*files, args.src, args.tgt, normalize=args.normalize,
+                         tokenize=args.tokenizer == "moses", drop_empty=drop,
+                         workers=args.workers, log=_log)
 
 
 def cmd_spm_train(args: argparse.Namespace) -> None:
@@ -90,8 +99,9 @@ def cmd_spm_train(args: argparse.Namespace) -> None:
 
 def cmd_spm_encode(args: argparse.Namespace) -> None:
     from .spm import encode_pair
-    for files, limited in _pairs(args, True):
-        encode_pair(args.model, *files, args.max_len if limited else None, _log)
+    with all_or_nothing():  # every split, or none replaced
+        for files, limited in _pairs(args, True):
+            encode_pair(args.model, *files, args.max_len if limited else None, _log)
 
 
 def cmd_binarize(args: argparse.Namespace) -> None:
@@ -224,9 +234,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(build_parser(), argv)
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Run one command of ``parser``; a data error prints ``error: ...`` and returns 1."""
+    """Run one command of ``parser``; a data error prints ``error: ...`` and returns 1.
+
+    SIGTERM ends the command as an exception would (exit status 143): its temporary files
+    are removed and nothing half-written replaces an output.
+    """
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         args.func(args)
     except DataError as err:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .. import DataError
+from ..atomic import all_or_nothing
 from ..corpora import Archive
 from ..download import fetch_all
 from ..extract import open_member
@@ -70,10 +71,11 @@ def prepare_mlqe_pe(pair: str, downloads: str | os.PathLike, out_dir: str | os.P
     """Fetch a pair's tarballs and write ``out_dir/{train,dev,test20}.{src,mt,pe}``."""
     archives = fetch_all(mlqe_archives(pair), downloads, mirror, log=log)
     counts = {}
-    for (split, (_, stem)), archive in zip(MLQE_SPLITS.items(), archives):
-        counts[split] = write_triplets(Path(out_dir) / split,
-                                       _member_triplets(archive, stem.format(pair=pair)))
-        log(f"MLQE-PE {pair} {split}: {counts[split]} triplets -> {Path(out_dir) / split}.*")
+    with all_or_nothing():  # every split, or none replaced
+        for (split, (_, stem)), archive in zip(MLQE_SPLITS.items(), archives):
+            counts[split] = write_triplets(Path(out_dir) / split,
+                                           _member_triplets(archive, stem.format(pair=pair)))
+            log(f"MLQE-PE {pair} {split}: {counts[split]} triplets -> {Path(out_dir) / split}.*")
     return counts
 
 
@@ -89,7 +91,8 @@ def import_folder(folder: str | os.PathLike, out_dir: str | os.PathLike,
         raise DataError(f"{folder}: no such folder (download the WMT APE data and put "
                         f"{', '.join(f'{s}.{{src,mt,pe}}' for s in splits)} in it)")
     counts = {split: check_triplets(folder / split) for split in splits}
-    for split in splits:
-        copy_checked(folder / split, Path(out_dir) / split)
-        log(f"{split}: {counts[split]} triplets -> {Path(out_dir) / split}.*")
+    with all_or_nothing():
+        for split in splits:
+            copy_checked(folder / split, Path(out_dir) / split)
+            log(f"{split}: {counts[split]} triplets -> {Path(out_dir) / split}.*")
     return counts
