@@ -9,6 +9,7 @@ import os
 import re
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
@@ -71,11 +72,16 @@ def _format_lines(lines: Iterator[str], fmt: str) -> Iterator[str]:
 
 
 def part_lines(downloads: Path, part: Part) -> Iterator[str]:
-    """The text lines of one part of a split."""
+    """The text lines of one part of a split; a damaged archive is named in the error."""
     archive = downloads / part.archive
     label = f"{archive}:{part.member}" if part.member else str(archive)
-    with open_member(archive, part.member) as handle:
-        yield from _format_lines(decode_lines(handle, label), part.fmt)
+    try:
+        with open_member(archive, part.member) as handle:
+            yield from _format_lines(decode_lines(handle, label), part.fmt)
+    except (OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile) as err:
+        kind = "gzip file" if archive.name.endswith((".gz", ".tgz")) else "archive"
+        raise DataError(f"{archive}: truncated or corrupt {kind} ({err or type(err).__name__}); "
+                        "delete it and run the download stage again") from None
 
 
 def extract_split(corpus: Corpus, split: str, downloads: str | os.PathLike,

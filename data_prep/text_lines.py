@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Sequence
 
@@ -33,8 +34,13 @@ def _open_binary(path: Path) -> BinaryIO:
 def read_lines(path: str | os.PathLike) -> Iterator[str]:
     """Yield the lines of a text file (``.gz`` read transparently), checking UTF-8 per line."""
     path = Path(path)
-    with _open_binary(path) as handle:
-        yield from decode_lines(handle, str(path))
+    try:
+        with _open_binary(path) as handle:
+            yield from decode_lines(handle, str(path))
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: cannot be read: truncated or corrupt gzip file "
+                        f"({err or type(err).__name__})" if path.suffix == ".gz"
+                        else f"{path}: cannot be read ({err})") from None
 
 
 def count_lines(path: str | os.PathLike) -> int:

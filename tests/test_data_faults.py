@@ -1,8 +1,10 @@
 """Faults in the data stages, reproduced: a bad later split, a missing split, SIGTERM while
-fairseq-preprocess runs. Each time the earlier outputs stay byte for byte as they were,
-nothing partial is left behind, no process keeps running and the error names what to fix."""
+fairseq-preprocess runs, a corrupt archive, a stage run before its input exists. Each time the
+earlier outputs stay byte for byte as they were, nothing partial is left behind, no process
+keeps running and the error names what to fix."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import shutil
@@ -89,6 +91,28 @@ def test_spm_encode_with_a_missing_split_writes_nothing(tmp_path, capsys):
                  "test"]) == 1
     assert f"{tok / 'test.en'}: no such file" in capsys.readouterr().err
     assert snapshot(spm_dir) == {"train.de": hashlib.sha256(b"earlier\n").hexdigest()}
+
+
+def test_a_truncated_or_corrupt_gz_is_named(tmp_path, capsys):
+    from data_prep.corpora import get_corpus
+    corpus = get_corpus("multi30k_de_en")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    text = "".join(f"line {i}\n" for i in range(5000)).encode()
+    for archive in corpus.archives:
+        (downloads / archive.name).write_bytes(gzip.compress(text))
+    broken = downloads / corpus.splits["valid"]["en"][0].archive
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated
+    args = ["extract", "multi30k_de_en", "--downloads", str(downloads), "--out",
+            str(tmp_path / "raw"), "--splits", "train", "valid"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"error: {broken}: truncated or corrupt gzip file" in err and "Traceback" not in err
+    broken.write_bytes(b"not gzip at all")
+    assert main(args) == 1
+    assert f"error: {broken}: truncated or corrupt gzip file" in capsys.readouterr().err
+    assert not (tmp_path / "raw").exists() or partials(tmp_path / "raw") == []
+    assert not (tmp_path / "raw" / "train.de").exists()  # every split, or none
 
 
 # --- SIGTERM: the command, its children and its partial files go -----------------------------
@@ -181,6 +205,18 @@ def test_a_forced_stage_with_a_bad_later_split_keeps_the_earlier_outputs(sliced,
                     "test_2016_flickr test_2099", timeout=600)
     assert result.returncode == 1 and f"{work / 'tok' / 'test_2099.de'}: no such file" in result.stderr
     assert snapshot(work / "spm") == before["spm"] and partials(work) == []
+
+
+def test_a_stage_before_its_input_exists_says_which_stage_to_run_and_creates_nothing(tmp_path):
+    work = tmp_path / "w"
+    result = recipe("multi30k_de_en", "--stage", "5", "--stop-stage", "5", "--work-dir", str(work))
+    assert result.returncode == 1
+    assert (f"stage 5 (train) needs {work / 'bin'}, which stage 4 (binarise) writes: "
+            "run it first (--stage 4)") in result.stderr
+    assert not work.exists()
+    result = recipe("mlqe_pe_ape", "--stage", "4", "--stop-stage", "4", "--work-dir", str(work))
+    assert result.returncode == 1 and "stage 4 (decode) needs" in result.stderr
+    assert not work.exists()
 
 
 def _triplet_folder(folder: Path, bad_test: bool = False) -> None:
