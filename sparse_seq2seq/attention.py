@@ -12,7 +12,9 @@ takes the fused ``F.multi_head_attention_forward`` path, which would bypass the 
 from __future__ import annotations
 
 import math
+import os
 import uuid
+import warnings
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -22,6 +24,25 @@ from torch import Tensor, nn
 from .normalizers import build_normalizer
 
 IncrementalState = Dict[str, Dict[str, Optional[Tensor]]]
+
+KERNEL_ENV = "SPARSE_SEQ2SEQ_ATTN_KERNEL"
+"""``auto`` (default): the fused Triton kernel on CUDA where it applies; ``triton``: also on
+CPU tensors (under ``TRITON_INTERPRET=1``, for tests); ``off``: always the materialised path."""
+KERNEL_MODES = ("auto", "triton", "off")
+_WARNED = set()
+
+
+def _say_once(reason: str) -> None:
+    if reason not in _WARNED:
+        _WARNED.add(reason)
+        warnings.warn(f"sparse attention: materialised path ({reason})", stacklevel=3)
+
+
+def kernel_mode() -> str:
+    mode = os.environ.get(KERNEL_ENV, "auto").lower()
+    if mode not in KERNEL_MODES:
+        raise ValueError(f"{KERNEL_ENV}={mode!r}: choose one of {KERNEL_MODES}")
+    return mode
 
 
 class SparseMultiheadAttention(nn.Module):
@@ -153,6 +174,10 @@ class SparseMultiheadAttention(nn.Module):
             key_padding_mask = None
 
         heads = self.num_heads
+        fused = self._fused_path(q, k, v, key_padding_mask, attn_mask, bsz, kv_bsz, tgt_len,
+                                 need_weights or before_softmax)
+        if fused is not None:
+            return self.out_proj(fused), None
         if self.encoder_decoder_attention and bsz != kv_bsz:
             scores = torch.einsum("bxhtd,bhsd->bxhts", q.view((kv_bsz, -1, heads) + q.size()[1:]),
                                   k.view((kv_bsz, heads) + k.size()[1:]))
@@ -188,6 +213,53 @@ class SparseMultiheadAttention(nn.Module):
                 weights = weights.mean(dim=0)
         return attn, weights
 
+    # -- the fused kernel ----------------------------------------------------------------
+    def _fused_reason(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor],
+                      need_weights: bool) -> Optional[str]:
+        """Why this call takes the materialised path (None: the fused kernel runs); the
+        reason is said once when the kernel was expected (CUDA) or forced."""
+        mode = kernel_mode()
+        if mode == "off" or self.normalizer.name == "softmax":
+            return "off"
+        if mode == "auto" and not q.is_cuda:
+            return "cpu"
+        if need_weights or self.keep_attention:
+            return "attention weights were asked for"
+        if self.dropout > 0 and self.training:
+            return f"attention dropout {self.dropout} in training"
+        if attn_mask is not None and not _is_future_mask(attn_mask, q.size(1), k.size(1)):
+            return "an attn_mask other than the causal one"
+        from .kernels import kernel_unavailable_reason
+        return kernel_unavailable_reason(q, k, v)
+
+    def _fused_path(self, q, k, v, key_padding_mask, attn_mask, bsz, kv_bsz, tgt_len,
+                    need_weights) -> Optional[Tensor]:
+        """Attention through :func:`sparse_seq2seq.kernels.fused_attention`, (tgt, bsz, embed)
+        before the output projection; None when the materialised path must run."""
+        reason = self._fused_reason(q, k, v, attn_mask, need_weights)
+        if reason is not None:
+            if reason not in ("off", "cpu"):
+                _say_once(reason)
+            return None
+        from .kernels.attention import fused_attention
+        heads, dim = self.num_heads, self.head_dim
+        # beams sharing encoder keys: stack the beam's queries along the query axis
+        q4 = q.view(kv_bsz, bsz // kv_bsz, heads, tgt_len, dim).transpose(1, 2)
+        q4 = q4.reshape(kv_bsz, heads, -1, dim)
+        k4, v4 = k.view(kv_bsz, heads, -1, dim), v.view(kv_bsz, heads, -1, dim)
+        alpha = self.normalizer.alpha
+        if alpha.dim() == 0:
+            alpha = float(alpha)
+        kpm = key_padding_mask.to(torch.bool) if key_padding_mask is not None else None
+        record = getattr(self.normalizer, "record_density", False) and self.training
+        out = fused_attention(q4, k4, v4, alpha, kpm, causal=attn_mask is not None, scale=1.0,
+                              with_density=record, check_alpha=False)
+        if record:
+            out, self.normalizer.last_density = out
+        out = out.view(kv_bsz, heads, bsz // kv_bsz, tgt_len, dim).transpose(1, 2)
+        return out.reshape(bsz * heads, tgt_len, dim).transpose(0, 1).reshape(
+            tgt_len, bsz, self.embed_dim)
+
     def _update_cache(self, incremental_state, saved_state, k, v, key_padding_mask, static_kv):
         """Append this step's keys/values (and padding mask) to the cache and return all."""
         kv_bsz = k.size(0) // self.num_heads if k is not None else None
@@ -222,3 +294,21 @@ def _append_padding_mask(mask: Optional[Tensor], prev: Optional[Tensor], batch: 
     mask = mask.bool() if mask is not None else torch.zeros(batch, src_len - prev.size(1),
                                                             dtype=torch.bool, device=device)
     return torch.cat([prev, mask], dim=1)
+
+
+_FUTURE_MASKS: Dict[tuple, bool] = {}
+
+
+def _is_future_mask(mask: Tensor, tgt_len: int, src_len: int) -> bool:
+    """Whether ``mask`` is fairseq's causal mask: (T, T), −inf above the diagonal, 0 elsewhere
+    (the answer is kept per tensor version, so a cached mask is compared once)."""
+    if mask.shape != (tgt_len, src_len) or tgt_len != src_len or not mask.is_floating_point():
+        return False
+    key = (mask.data_ptr(), tuple(mask.shape), mask.stride(), mask._version, str(mask.device))
+    if key not in _FUTURE_MASKS:
+        future = torch.ones(tgt_len, src_len, dtype=torch.bool, device=mask.device).triu_(1)
+        ok = bool((torch.isneginf(mask) == future).all()) and bool((mask[~future] == 0).all())
+        if len(_FUTURE_MASKS) > 64:
+            _FUTURE_MASKS.clear()
+        _FUTURE_MASKS[key] = ok
+    return _FUTURE_MASKS[key]

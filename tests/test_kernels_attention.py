@@ -111,10 +111,22 @@ def test_dead_key_blocks_are_skipped_and_results_unchanged(blocks):
     q, k, v = _inputs(1, 2, 33, 100, 32, seed=5, spread=1.6)
     alpha = _heads_alpha([1.5, 2.0])
     _compare(q, k, v, alpha)
-    *_, live, _, _ = fa.launch_forward(q.detach(), k.detach(), v.detach(), alpha.detach(), None,
+    _, _, live, _, _ = fa.launch_forward(q.detach(), k.detach(), v.detach(), alpha.detach(), None,
                                        False, 32 ** -0.5, 0)
     assert live.shape == (2, 3, 7)
     assert 0 < live.float().mean() < 0.8
+
+
+def test_density_per_head_matches_the_normaliser_statistic(blocks):
+    from sparse_seq2seq.normalizers import head_density
+    blocks(16)
+    q, k, v = _inputs(2, 2, 20, 30, 32, seed=4)
+    kpm = _padding(2, 30, seed=8)
+    alpha = torch.tensor([1.3, 2.0], device=DEVICE)
+    _, density = fa.fused_attention(q, k, v, alpha, kpm, causal=True, with_density=True)
+    scores = fa.masked_scores(q, k, kpm, True, 32 ** -0.5)
+    probs = fa.entmax_bisect(scores, alpha.view(1, 2, 1, 1), dim=-1)
+    torch.testing.assert_close(density, head_density(scores, probs))
 
 
 def test_float_alpha_kernels_agree_with_the_general_one(blocks):

@@ -20,7 +20,8 @@ SCRIPT = textwrap.dedent("""
     from sparse_seq2seq.kernels import _triton_attention as A, _triton_rowwise as R
 
     def build(fn, pointers, scalars, options, **constexprs):
-        signature = {**pointers, **scalars, **{name: "constexpr" for name in constexprs}}
+        types = {**pointers, **scalars, **{name: "constexpr" for name in constexprs}}
+        signature = {name: types[name] for name in fn.arg_names}  # in the kernel's order
         src = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
         return compile(src, target=GPUTarget("cuda", 90, 32), options=options)
 
@@ -30,7 +31,8 @@ SCRIPT = textwrap.dedent("""
         ints = {n: "i32" for n in ("H", "Tq", "Tk", "n_qb", "n_kb")}
         rows = {n: "*fp32" for n in ("ALPHA", "TAU", "NORM")}
         opts = {"num_warps": 8 if dim == 128 else 4}
-        build(A.attention_fwd, dict(Q=t, K=t, V=t, O=t, KPM="*i8", LIVE="*i8", **rows),
+        build(A.attention_fwd, dict(Q=t, K=t, V=t, O=t, KPM="*i8", SUPPORT="*fp32", KEYS="*fp32",
+                                    LIVE="*i8", **rows),
               dict(ints, scale="fp32", tol="fp32", margin="fp32"), opts, MAX_ITER=30, **tiles)
         build(A.attention_bwd_dq, dict(Q=t, K=t, V=t, DO=t, DQ=t, KPM="*i8", LIVE="*i8",
                                        CROW="*fp32", GALPHA="*fp32", **rows),

@@ -8,7 +8,8 @@ Tq × Tk stored:
      after each pass a key block whose every score is below the support at the bracket's
      lower end is marked dead (the support only shrinks as τ grows);
   3. one pass over the live blocks for O = Σ_j p_j v_j / Σ_j p_j.
-Saved per row: τ + m and Σ p. Backward recomputes the scores of live blocks only: per
+Saved per row: τ + m and Σ p (and, for the density statistics, the support size and the
+number of unmasked keys). Backward recomputes the scores of live blocks only: per
 query block the row sums c = Σ s̃g/Σ s̃ (s̃ = p^{2−α}, g = dO·v) and the row's ∂α, then dq;
 per key block dk and dv (Correia, Niculae & Martins 2019, eq. 10 and Prop. 1).
 """
@@ -65,7 +66,7 @@ def _query_block(Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb,
 
 
 @triton.jit
-def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, LIVE,
+def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE,
                   H, Tq, Tk, n_qb, n_kb, scale, tol, margin,
                   D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                   HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr,
@@ -120,6 +121,7 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, LIVE,
     thresh = m + tau
     acc = tl.zeros((BM, D), tl.float32)
     total = tl.zeros((BM,), tl.float32)
+    support = tl.zeros((BM,), tl.float32)
     for kb in range(0, nb):
         if tl.load(live_row + kb) != 0:
             offs_n = kb * BN + tl.arange(0, BN)
@@ -127,6 +129,7 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, LIVE,
                             D, HAS_KPM, CAUSAL, PREC)
             p, slope = qexp(s - thresh[:, None], am1, KIND)
             total += tl.sum(p, 1)
+            support += tl.sum((p > 0.0).to(tl.float32), 1)
             v = tl.load(Vb + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n < Tk)[:, None],
                         other=0.0)
             acc += tl.dot(p.to(v.dtype), v, input_precision=PREC)
@@ -136,6 +139,8 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, LIVE,
     rows = bh.to(tl.int64) * Tq + offs_m
     tl.store(TAU + rows, thresh, mask=row_ok)
     tl.store(NORM + rows, norm, mask=row_ok)
+    tl.store(SUPPORT + rows, tl.where(norm > 0.0, support, 0.0), mask=row_ok)
+    tl.store(KEYS + rows, count, mask=row_ok)
 
 
 @triton.jit

@@ -78,7 +78,8 @@ def _check(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Optional[Tensor]) 
                          f"got {tuple(key_padding_mask.shape)}")
 
 
-def _alpha_per_head(alpha: Alpha, heads: int, device: torch.device) -> Tuple[Tensor, Optional[float]]:
+def _alpha_per_head(alpha: Alpha, heads: int, device: torch.device,
+                    check: bool = True) -> Tuple[Tensor, Optional[float]]:
     """α as a float32 (heads,) tensor and, for a float α, the float itself."""
     if isinstance(alpha, Tensor):
         if alpha.dim() == 0:
@@ -87,7 +88,7 @@ def _alpha_per_head(alpha: Alpha, heads: int, device: torch.device) -> Tuple[Ten
             raise ValueError(f"alpha must be a float or a tensor of {heads} values (one per head), "
                              f"got shape {tuple(alpha.shape)}")
         with torch.no_grad():
-            if not bool(((alpha > 1) & (alpha <= 2)).all()):
+            if check and not bool(((alpha > 1) & (alpha <= 2)).all()):
                 raise ValueError(f"alpha must lie in (1, 2], got {alpha.detach().cpu().tolist()}")
         return alpha.to(device=device, dtype=torch.float32), None
     alpha = float(alpha)
@@ -155,8 +156,9 @@ def _launch_config(q: Tensor, tq: int) -> dict:
 
 def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_mask: Optional[Tensor],
                    causal: bool, scale: float, kind: int):
-    """Run the forward kernel on contiguous q, k, v; returns (out, τ + m, Σp per row, int8
-    live mask (batch·heads, query blocks, key blocks), padding as int8, launch config)."""
+    """Run the forward kernel on contiguous q, k, v; returns (out, rows, live, kpm, cfg): rows a
+    dict of float32 per-row tensors (``thresh`` τ + m, ``norm`` Σp, ``support`` and ``keys``
+    counts), live the int8 mask (batch·heads, query blocks, key blocks), kpm the int8 padding."""
     mod = _kernels()
     batch, heads, tq, dim = q.shape
     tk = k.size(2)
@@ -164,15 +166,16 @@ def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_m
     n_qb, n_kb = -(-tq // cfg["BM"]), -(-tk // cfg["BN"])
     out = torch.empty_like(q)
     thresh = torch.empty(batch * heads * tq, device=q.device, dtype=torch.float32)
-    norm = torch.empty_like(thresh)
+    norm, support, keys = torch.empty_like(thresh), torch.empty_like(thresh), torch.empty_like(thresh)
     live = torch.zeros(batch * heads, n_qb, n_kb, device=q.device, dtype=torch.int8)
     kpm = (key_padding_mask.to(torch.int8).contiguous() if key_padding_mask is not None
            else torch.zeros(1, device=q.device, dtype=torch.int8))
     mod.attention_fwd[(n_qb, batch * heads)](
-        q, k, v, out, alpha, kpm, thresh, norm, live, heads, tq, tk, n_qb, n_kb, scale,
-        STEP_TOL, LIVE_MARGIN, D=dim, KIND=kind, HAS_KPM=key_padding_mask is not None,
+        q, k, v, out, alpha, kpm, thresh, norm, support, keys, live, heads, tq, tk, n_qb, n_kb,
+        scale, STEP_TOL, LIVE_MARGIN, D=dim, KIND=kind, HAS_KPM=key_padding_mask is not None,
         CAUSAL=bool(causal), PREC=_precision(q), MAX_ITER=MAX_ITER, **cfg)
-    return out, thresh, norm, live, kpm, cfg
+    rows = dict(thresh=thresh, norm=norm, support=support, keys=keys)
+    return out, rows, live, kpm, cfg
 
 
 def _precision(q: Tensor) -> str:
@@ -189,14 +192,15 @@ class SparseAttentionFunction(torch.autograd.Function):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         alpha = alpha.detach().contiguous()
         kind = _kind(alpha_float, _kernels())
-        out, thresh, norm, live, kpm, cfg = launch_forward(q, k, v, alpha, key_padding_mask,
-                                                           causal, scale, kind)
-        ctx.save_for_backward(q, k, v, alpha, kpm, thresh, norm, live)
+        out, rows, live, kpm, cfg = launch_forward(q, k, v, alpha, key_padding_mask, causal,
+                                                   scale, kind)
+        ctx.save_for_backward(q, k, v, alpha, kpm, rows["thresh"], rows["norm"], live)
         ctx.meta = (scale, kind, key_padding_mask is not None, bool(causal), _precision(q), cfg)
-        return out
+        ctx.mark_non_differentiable(rows["support"], rows["keys"])
+        return out, rows["support"], rows["keys"]
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx, grad_out: Tensor, _grad_support, _grad_keys):
         mod = _kernels()
         q, k, v, alpha, kpm, thresh, norm, live = ctx.saved_tensors
         scale, kind, has_kpm, causal, prec, cfg = ctx.meta
@@ -221,18 +225,32 @@ class SparseAttentionFunction(torch.autograd.Function):
 
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
                     key_padding_mask: Optional[Tensor] = None, causal: bool = False,
-                    scale: Optional[float] = None) -> Tensor:
-    """The Triton path only; raises when it does not apply (see :func:`kernel_unavailable_reason`)."""
+                    scale: Optional[float] = None, with_density: bool = False,
+                    check_alpha: bool = True):
+    """The Triton path only; raises when it does not apply (see :func:`kernel_unavailable_reason`).
+    With ``with_density``, returns (out, density): per head, the mean over query rows with
+    an unmasked key of the share of unmasked keys in the support. ``check_alpha=False``
+    skips the range check of a tensor α (a device sync) for callers that guarantee it."""
     _check(q, k, v, key_padding_mask)
     reason = kernel_unavailable_reason(q, k, v)
     if reason is not None:
         raise RuntimeError(f"the fused attention kernel does not apply: {reason}")
     scale = q.size(-1) ** -0.5 if scale is None else float(scale)
-    alpha_heads, alpha_float = _alpha_per_head(alpha, q.size(1), q.device)
+    alpha_heads, alpha_float = _alpha_per_head(alpha, q.size(1), q.device, check_alpha)
     if key_padding_mask is not None:
         key_padding_mask = key_padding_mask.to(q.device)
-    return SparseAttentionFunction.apply(q, k, v, alpha_heads, key_padding_mask, causal, scale,
-                                         alpha_float)
+    out, support, keys = SparseAttentionFunction.apply(q, k, v, alpha_heads, key_padding_mask,
+                                                       causal, scale, alpha_float)
+    if not with_density:
+        return out
+    return out, _density(support.view(q.shape[:3]), keys.view(q.shape[:3]))
+
+
+def _density(support: Tensor, keys: Tensor) -> Tensor:
+    """Per head (dim 1), the mean over rows with keys of support / keys."""
+    live = keys > 0
+    share = torch.where(live, support / keys.clamp(min=1), torch.zeros((), device=keys.device))
+    return share.sum(dim=(0, 2)) / live.sum(dim=(0, 2)).clamp(min=1)
 
 
 def sparse_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
