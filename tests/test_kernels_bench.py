@@ -1,0 +1,57 @@
+"""Smoke run of benchmarks/bench_attention.py on the CPU: sdpa and the materialised path
+are timed, the kernels are skipped with a message, the JSON has every row."""
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_quick_cpu_run_writes_json(tmp_path, capsys):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_attention
+    finally:
+        sys.path.remove(str(BENCH))
+    out = tmp_path / "attention.json"
+    assert bench_attention.main(["--device", "cpu", "--quick", "--json", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "ours_1.5: skipped" in printed.err
+    data = json.loads(out.read_text())
+    got = {(r["T"], r["method"]) for r in data["rows"]}
+    assert got == {(t, m) for t in bench_attention.QUICK_LENGTHS for m in ("sdpa", "materialised")}
+    for row in data["rows"]:
+        assert row["ms_median"] > 0 and row["peak_extra_mib"] >= 0
+        assert row["batch"] * row["T"] >= data["tokens"] or row["batch"] == 1
+    sdpa = [r for r in data["rows"] if r["method"] == "sdpa"]
+    assert all(r["ratio_to_sdpa"] == 1.0 for r in sdpa)
+    assert data["targets"] == []  # the kernel's targets need the kernel
+    assert "materialised" in printed.out
+
+
+def test_targets_pass_and_fail_on_given_rows():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_attention
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def row(t, method, ms=None, mib=None, sdpa_ms=None):
+        r = {"T": t, "method": method}
+        if ms is None:
+            r["oom"] = True
+        else:
+            r.update(ms_median=ms, peak_extra_mib=mib, ratio_to_sdpa=ms / sdpa_ms)
+        return r
+
+    rows = [row(1024, "sdpa", 1.0, 100, 1.0), row(1024, "ours_1.5", 1.4, 90, 1.0),
+            row(1024, "adasplash", 1.2, 90, 1.0), row(16384, "sdpa", 10.0, 1000, 10.0),
+            row(16384, "materialised"), row(16384, "ours_1.5", 9.0, 1100, 10.0)]
+    checks = {c["name"]: c["passed"] for c in bench_attention.targets(rows)}
+    assert checks == {"ours_1.5 <= 1.5x sdpa at T <= 1024": True,
+                      "ours_1.5 no slower than adasplash": False,
+                      "ours_1.5 at T=16384: runs where materialised is OOM, memory <= 1.2x sdpa": True}
+    rows[-1]["peak_extra_mib"] = 1300
+    rows[1]["ratio_to_sdpa"] = 1.6
+    checks = {c["name"]: c["passed"] for c in bench_attention.targets(rows)}
+    assert not any(checks.values())
