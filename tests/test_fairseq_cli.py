@@ -99,3 +99,20 @@ def test_checkpoint_with_unknown_global_is_refused(tmp_path):
     torch.save({"model": {}, "cfg": {"model": argparse.Namespace(arch="x")}, "x": Smuggled()}, path)
     with pytest.raises(pickle.UnpicklingError, match=r"(?s)Unsupported global.*print|weights_only"):
         checkpoint_utils.load_checkpoint_to_cpu(str(path))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_generate_refuses_a_damaged_checkpoint_in_one_line_naming_it(trained, tmp_path, damage):
+    import subprocess
+
+    _, data_bin, ckpt, _ = trained
+    bad = tmp_path / f"{damage}.pt"
+    bad.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 3] if damage == "truncated" else b"")
+    proc = subprocess.run([str(BIN / "fairseq-generate"), str(data_bin), "--user-dir", USER_DIR,
+                           "--path", str(bad), "--gen-subset", "test", "--cpu", "--task",
+                           "translation_sparse"], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    reason = "truncated" if damage == "truncated" else "empty"
+    assert re.search(rf"^fairseq-generate: error: {re.escape(str(bad))}: not a usable checkpoint: .*{reason}",
+                     proc.stderr, flags=re.M), proc.stderr[-2000:]
