@@ -209,8 +209,8 @@ def forward(kind: str, X: torch.Tensor, dim: int, alpha: Optional[Alpha] = None,
     """p = π(X) along ``dim`` from the first backend that answers (see the module docstring)."""
     rows = to_rows(X, dim)
     a = None if alpha is None else alpha_rows(alpha, X, dim)
-    for backend in select(rows, backends):
-        p = backend.forward(kind, rows, a, n_iter, ensure_sum_one)
+    for backend in backends:  # select(rows, backends), one backend at a time
+        p = backend.forward(kind, rows, a, n_iter, ensure_sum_one) if backend.applies(rows) else None
         if p is not None:
             return from_rows(p, X, dim)
     raise RuntimeError(f"no backend computed {kind} for {tuple(X.shape)} {X.dtype} on {X.device}")
@@ -223,8 +223,8 @@ def backward(kind: str, p: torch.Tensor, grad: torch.Tensor, dim: int, alpha: Op
     ``p`` and the incoming gradient ``grad``, from the first backend that answers."""
     rows, grad_rows = to_rows(p, dim), to_rows(grad.to(p.dtype), dim)
     a = None if alpha is None else alpha_rows(alpha, p, dim)
-    for backend in select(rows, backends):
-        out = backend.backward(kind, rows, grad_rows, a, want_alpha)
+    for backend in backends:
+        out = backend.backward(kind, rows, grad_rows, a, want_alpha) if backend.applies(rows) else None
         if out is not None:
             grad_alpha = None if out[1] is None else from_rows(out[1], p.narrow(dim, 0, 1), dim)
             return from_rows(out[0], p, dim), grad_alpha

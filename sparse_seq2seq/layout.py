@@ -24,6 +24,8 @@ def to_rows(X: torch.Tensor, dim: int) -> torch.Tensor:
 
 def from_rows(rows: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
     """Undo :func:`to_rows`: rows back to ``like``'s shape, ``dim`` in its place."""
+    if dim % like.dim() == like.dim() - 1:
+        return rows.view(like.shape)
     shape = list(like.movedim(dim, -1).shape)
     return rows.view(shape).movedim(-1, dim)
 

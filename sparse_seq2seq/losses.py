@@ -5,6 +5,10 @@ H_α(p) = (1 − Σ p_i^α)/(α(α−1)) (Shannon at α = 1). Its gradient in x 
 it is ∂H_α/∂α at p (Danskin). Same functions and modules as the ``entmax`` package, with
 ``ignore_index`` that may be any integer (negative too) and ``reduction`` in
 {"none", "sum", "mean", "elementwise_mean"}.
+
+NaN scores give a NaN loss (and gradient). A row with +inf scores gives the loss's limit (it is
+invariant to shifting the scores): H_α(p) with p uniform on the +inf entries when the gold is
+one of them (0 when it is the only one), +inf when it is not; the gradient p − e_y stays finite.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from . import nonfinite
 from ._checks import check_alpha, check_input, check_k, check_n_iter, compute_dtype
 from .layout import Alpha
 from .mappings import entmax15, entmax_bisect, sparsemax
@@ -56,6 +61,7 @@ class FenchelYoungLossFunction(torch.autograd.Function):
                 mapping: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
             p = mapping(X)
+            X = nonfinite.loss_scores(X, nonfinite.find(X, -1))  # +inf rows: their limit
             gold = X.gather(-1, target.unsqueeze(-1)).squeeze(-1)
             finite_x = torch.where(p > 0, X, 0.0)  # −inf scores carry no mass
             loss = (p * finite_x).sum(-1) - gold + tsallis_entropy(p, alpha)

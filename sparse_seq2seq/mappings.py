@@ -9,7 +9,9 @@ Differences inside (the results agree; see tests/test_mappings.py):
   ``n_iter`` of the bisection functions caps Newton iterations, which stop at convergence;
 * α may be any value > 0, a float or a tensor with one α per row (α = 1 is softmax);
 * half-precision inputs are computed in float32 and returned in their own dtype;
-* a row that is entirely −inf maps to zeros;
+* a row that is entirely −inf maps to zeros; a row with a NaN maps to NaN (as softmax), a
+  row with +inf to its limit, the mass spread evenly over the +inf entries (gradients NaN,
+  and zero; see :mod:`.nonfinite`);
 * every mapping is computed by the first backend of :mod:`.backends` that answers: the GPU
   kernels (CUDA), the native row-wise kernels of :mod:`.native` (CPU, built on first use),
   the compiled kernels of :mod:`.fused`, the eager code.
@@ -25,7 +27,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from . import backends
+from . import backends, nonfinite
 from ._checks import check_alpha, check_input, check_k, check_n_iter, compute_dtype
 from .layout import Alpha
 
@@ -97,31 +99,56 @@ class EntmaxBisectFunction(torch.autograd.Function):
         return grad_x, grad_alpha, None, None, None
 
 
-def _in_compute_dtype(X: torch.Tensor):
-    return X.to(compute_dtype(X))
-
-
 def _no_grad(*tensors) -> bool:
     return not torch.is_grad_enabled() or not any(
         isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
+_FUNCTIONS = {"sparsemax": SparsemaxFunction, "entmax15": Entmax15Function}
+
+
+def _mapping(kind: str, X: torch.Tensor, dim: int, alpha: Optional[Alpha] = None,
+             n_iter: int = 50, ensure_sum_one: bool = True) -> torch.Tensor:
+    """π(X) along ``dim``, computed in float32 for half-precision X and returned in X's dtype,
+    under the NaN/+inf rule of :mod:`.nonfinite`; no graph where no gradient is wanted."""
+    Xc = _in_compute_dtype(X)
+    if isinstance(alpha, torch.Tensor):
+        alpha = alpha.to(Xc.dtype)
+
+    def run(Z: torch.Tensor) -> torch.Tensor:
+        if _no_grad(Z, alpha):
+            return backends.forward(kind, Z, dim, alpha, n_iter, ensure_sum_one)
+        if kind == "entmax":
+            return EntmaxBisectFunction.apply(Z, alpha, dim, n_iter, ensure_sum_one)
+        return _FUNCTIONS[kind].apply(Z, dim)
+
+    p = nonfinite.guard(run, Xc, dim, alpha)
+    return p if p.dtype == X.dtype else p.to(X.dtype)
+
+
+def _in_compute_dtype(X: torch.Tensor) -> torch.Tensor:
+    dtype = compute_dtype(X)
+    return X if X.dtype == dtype else X.to(dtype)
+
+
+def _softmax(X: torch.Tensor, dim: int) -> torch.Tensor:
+    """softmax, with zeros for rows that are all −inf."""
+    dead = torch.isneginf(X.amax(dim, keepdim=True))
+    return torch.softmax(torch.where(dead, torch.zeros_like(X), X), dim).masked_fill(dead, 0.0)
 
 
 def sparsemax(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.Tensor:
     """sparsemax along ``dim`` (Martins & Astudillo 2016); ``k`` is checked and unused."""
     dim = check_input(X, dim)
     check_k(k)
-    Xc = _in_compute_dtype(X)
-    p = backends.forward("sparsemax", Xc, dim) if _no_grad(Xc) else SparsemaxFunction.apply(Xc, dim)
-    return p.to(X.dtype)
+    return _mapping("sparsemax", X, dim)
 
 
 def entmax15(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.Tensor:
     """1.5-entmax along ``dim`` (Peters et al. 2019); ``k`` is checked and unused."""
     dim = check_input(X, dim)
     check_k(k)
-    Xc = _in_compute_dtype(X)
-    p = backends.forward("entmax15", Xc, dim) if _no_grad(Xc) else Entmax15Function.apply(Xc, dim)
-    return p.to(X.dtype)
+    return _mapping("entmax15", X, dim)
 
 
 def sparsemax_bisect(X: torch.Tensor, dim: int = -1, n_iter: int = 50,
@@ -138,19 +165,9 @@ def entmax_bisect(X: torch.Tensor, alpha: Alpha = 1.5, dim: int = -1, n_iter: in
     dim = check_input(X, dim)
     check_n_iter(n_iter)
     alpha = check_alpha(alpha, X, dim)
-    Xc = _in_compute_dtype(X)
-    if not isinstance(alpha, torch.Tensor):
-        if alpha == 1:
-            dead = torch.isneginf(Xc.amax(dim, keepdim=True))
-            live = torch.where(dead, torch.zeros_like(Xc), Xc)
-            return torch.softmax(live, dim).masked_fill(dead, 0.0).to(X.dtype)
-    else:
-        alpha = alpha.to(Xc.dtype)
-    if _no_grad(Xc, alpha):
-        p = backends.forward("entmax", Xc, dim, alpha, n_iter, ensure_sum_one)
-    else:
-        p = EntmaxBisectFunction.apply(Xc, alpha, dim, n_iter, ensure_sum_one)
-    return p.to(X.dtype)
+    if not isinstance(alpha, torch.Tensor) and alpha == 1:
+        return nonfinite.guard(lambda Z: _softmax(Z, dim), _in_compute_dtype(X), dim).to(X.dtype)
+    return _mapping("entmax", X, dim, alpha, n_iter, ensure_sum_one)
 
 
 def topk_sparsemax(X: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
@@ -160,8 +177,12 @@ def topk_sparsemax(X: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
     check_k(k, required=True)
     if k >= X.shape[dim]:
         return sparsemax(X, dim)
-    values, index = X.topk(k, dim)
-    return torch.zeros_like(X).scatter(dim, index, sparsemax(values, dim))
+
+    def truncated(Z: torch.Tensor) -> torch.Tensor:
+        values, index = Z.topk(k, dim)
+        return torch.zeros_like(Z).scatter(dim, index, sparsemax(values, dim))
+
+    return nonfinite.guard(truncated, X, dim)
 
 
 class Sparsemax(nn.Module):
