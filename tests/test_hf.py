@@ -3,12 +3,16 @@ MiniLM BERT), learned α and its round trip through save_pretrained / from_pretr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+
+if not torch.cuda.is_available():  # read when the Triton kernels are first loaded
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 transformers = pytest.importorskip("transformers")
 
@@ -301,3 +305,38 @@ def test_cuda_fused_kernel_matches_the_materialised_path(minilm, monkeypatch):
             for (_, a), (_, b) in zip(shf.attention_modules(gpu), shf.attention_modules(cpu)):
                 torch.testing.assert_close(a.entmax_alpha.alpha_logit.grad.cpu(), b.entmax_alpha.alpha_logit.grad,
                                            atol=1e-4, rtol=2e-2)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the CUDA test runs the kernel itself")
+def test_plain_masks_of_real_models_take_the_fused_kernel(monkeypatch):
+    """The dispatch to sparse_seq2seq.kernels, run on CPU through Triton's interpreter."""
+    import triton  # noqa: F401  (installed by the set-up: a missing triton fails this test)
+    import sparse_seq2seq.kernels as kernels
+    from sparse_seq2seq.hf import attention as hf_attention
+    from transformers import GPT2Config, GPT2Model
+
+    assert os.environ.get("TRITON_INTERPRET") == "1"
+
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=40, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=64, max_position_embeddings=32)).eval()
+    gpt2 = GPT2Model(GPT2Config(vocab_size=40, n_positions=32, n_embd=64, n_layer=1, n_head=2,
+                                bos_token_id=1, eos_token_id=2)).eval()
+    ids = torch.randint(1, 40, (2, 9), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0  # right padding: every query keeps a key, also under the causal mask
+    seen = []
+    original = kernels.sparse_attention
+    monkeypatch.setattr(kernels, "sparse_attention",
+                        lambda *a, **kw: seen.append((kw["key_padding_mask"], kw["causal"])) or original(*a, **kw))
+    for model, causal, name in ((bert, False, "entmax15"), (gpt2, True, "alpha_entmax")):
+        shf.sparsify(model, name, alpha_init="random")
+        with torch.no_grad():
+            monkeypatch.setattr(hf_attention, "_on_gpu", lambda q: False)
+            expected = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            monkeypatch.setattr(hf_attention, "_on_gpu", lambda q: True)
+            seen.clear()
+            fused = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert len(seen) == 1 and seen[0][1] is causal and torch.equal(seen[0][0], mask == 0)
+        real = mask.bool()
+        torch.testing.assert_close(fused[real], expected[real], atol=1e-5, rtol=1e-4)

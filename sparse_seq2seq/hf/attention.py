@@ -37,7 +37,6 @@ KEEP_FLAG = "sparse_keep_attention"  # when true on a module, its last probabili
 KEPT = "sparse_last_attention"  # …here, (batch, heads, q_len, kv_len), float32 for half inputs
 
 
-
 def _softmax(scores: Tensor) -> Tensor:
     """Softmax that gives a row of −inf zeros (α-entmax at α = 1), not NaN: NaN at a fully
     masked query would reach every later layer through its values."""
@@ -102,9 +101,13 @@ def plain_mask(mask: Optional[Tensor], causal: bool, q_len: int, kv_len: int
     return None
 
 
+def _on_gpu(query: Tensor) -> bool:
+    return query.is_cuda
+
+
 def _fused(module, query, key, value, mask, causal, scaling, dropout, name):
     """The fused kernel's output (batch, heads, q_len, head_dim), or None when it does not apply."""
-    if not query.is_cuda or normalizer_spec(name).alpha == 1.0:
+    if not _on_gpu(query) or normalizer_spec(name).alpha == 1.0:
         return None
     if (dropout > 0 and module.training) or getattr(module, KEEP_FLAG, False):
         return None
@@ -159,9 +162,10 @@ def attention_forward(module: nn.Module, query: Tensor, key: Tensor, value: Tens
     dtype = compute_dtype(query)  # float32 for half precision
     scores = torch.matmul(query.to(dtype), key.to(dtype).transpose(-1, -2)) * scaling
     if attention_mask is not None:
+        forbidden = ~allowed_keys(attention_mask)
         if attention_mask.dtype != torch.bool:
-            scores = scores + attention_mask.to(dtype).masked_fill(~allowed_keys(attention_mask), 0.0)
-        scores = scores.masked_fill(~allowed_keys(attention_mask), float("-inf"))
+            scores = scores + attention_mask.to(dtype).masked_fill(forbidden, 0.0)
+        scores = scores.masked_fill(forbidden, float("-inf"))
     elif causal:  # top-left aligned, as torch's is_causal
         future = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device).triu(1)
         scores = scores.masked_fill(future, float("-inf"))
