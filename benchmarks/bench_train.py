@@ -80,14 +80,22 @@ def train_args(bin_dir: Path, normalizer: str, opts: argparse.Namespace) -> List
             "--source-lang", "de", "--target-lang", "en", "--arch", opts.arch,
             "--share-all-embeddings", "--dropout", "0.1", "--optimizer", "adam",
             "--adam-betas", "(0.9, 0.98)", "--lr", "1e-3", "--clip-norm", "0.0",
-            "--max-tokens", str(opts.max_tokens), "--cpu", "--seed", "1",
+            "--max-tokens", str(opts.max_tokens), "--seed", "1",
             "--criterion", opts.criterion, "--num-workers", "0"]
+    if getattr(opts, "device", "cpu") == "cpu":
+        args += ["--cpu"]
     if opts.criterion == "label_smoothed_cross_entropy":
         args += ["--label-smoothing", "0.1"]
     for flag in ("--encoder-attn-normalizer", "--decoder-self-attn-normalizer",
                  "--decoder-cross-attn-normalizer"):
         args += [flag, normalizer]
     return args + opts.extra
+
+
+def _sync() -> None:
+    """Wait for the GPU (if one is in use) so that wall-clock times include its work."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 class Setting:
@@ -120,14 +128,19 @@ class Setting:
         """Seconds for one training step (forward, backward, optimizer step) on ``sample``."""
         start = time.perf_counter()
         self.trainer.train_step([sample])
+        _sync()
         return time.perf_counter() - start
 
     def beam_step(self, sample: dict) -> float:
         """Seconds to beam-search the sentences of ``sample``."""
         self.model.eval()
+        if torch.cuda.is_available() and next(self.model.parameters()).is_cuda:
+            from fairseq import utils
+            sample = utils.move_to_cuda(sample)
         with torch.no_grad():
             start = time.perf_counter()
             self.generator.generate([self.model], sample)
+            _sync()
             elapsed = time.perf_counter() - start
         self.model.train()
         return elapsed
@@ -264,10 +277,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes first")
     parser.add_argument("--json", metavar="FILE", help="write results and targets as JSON")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: fairseq trains and decodes on the GPU (no --cpu)")
     parser.add_argument("--quick", action="store_true", help="tiny slice, few repeats (smoke run)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("extra", nargs="*", help="more fairseq-train flags, after --, for all settings")
     opts = parser.parse_args(argv)
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no GPU present")
     if opts.quick:
         opts.train_sentences, opts.train_batches, opts.max_tokens = 200, 2, 200
         opts.beam_sentences, opts.beam_batch_size, opts.repeats, opts.warmup = 6, 6, 2, 1
@@ -302,7 +319,9 @@ def main(argv=None) -> int:
     times = measure(settings, train_batches, beam_batches, opts.repeats, opts.warmup)
     rows = summarise(times, train_words, beam_sentences)
     checks = check_targets(rows)
-    info = {"device": f"cpu: {platform.processor() or platform.machine()}", "torch": torch.__version__,
+    device = (f"cuda: {torch.cuda.get_device_name()}" if opts.device == "cuda"
+              else f"cpu: {platform.processor() or platform.machine()}")
+    info = {"device": device, "torch": torch.__version__,
             "fairseq": fairseq.__version__, "threads": torch.get_num_threads(), "arch": opts.arch,
             "criterion": opts.criterion, "quick": opts.quick, "train_batches": len(train_batches),
             "train_words": train_words, "max_tokens": opts.max_tokens, "beam": opts.beam,
