@@ -35,6 +35,8 @@ PARTIAL = ".partial-"
 # file, so that a test can kill the process inside the save window.
 WRITE_DELAY_ENV = "SPARSE_SEQ2SEQ_TEST_CHECKPOINT_WRITE_DELAY"
 _CHUNK = 1 << 20
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 _fairseq_torch_persistent_save = checkpoint_utils.torch_persistent_save
 _fairseq_load_checkpoint = checkpoint_utils.load_checkpoint
@@ -65,6 +67,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, partial = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + PARTIAL)
     try:
+        os.chmod(partial, 0o666 & ~_UMASK)  # as open() would make it (mkstemp makes 0600)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
