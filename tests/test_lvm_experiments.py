@@ -128,6 +128,18 @@ def test_sparse_posteriors_are_distributions():
     assert posterior("sfe", eta, 4, 2) is None
 
 
+def test_decoder_calls_per_example_overall_recent_and_last():
+    from sparse_seq2seq.lvm.experiments.common import DecoderCalls
+
+    calls = DecoderCalls()
+    for made, examples in ((10, 5), (4, 4), (3, 1)):
+        calls.add(made, examples)
+    assert calls.overall == 17 / 10 and calls.last(2) == (1 + 3) / 2 and calls.last(100) == 2.0
+    assert calls.recent() == 2.0  # mean of 2, 1 and 3 per example
+    calls.add(6, 2)
+    assert calls.recent() == 3.0 and calls.overall == 23 / 12
+
+
 def test_results_table_mean_and_std():
     recs = [{"method": "dense", "seed": s, "final": {"acc": v}} for s, v in ((1, 90.0), (2, 92.0))]
     recs.append({"method": "sparsemax", "seed": 1, "final": {"acc": 91.0}})

@@ -29,7 +29,7 @@ from ...mappings import sparsemax
 from ...sparsemap import ENCODINGS, sparsemap_bitvector
 from ..estimators import build_estimator
 from ..spaces import kbest_bitvectors
-from .common import RunRecord, add_common_args, batches, mlp, seed_everything
+from .common import DecoderCalls, RunRecord, add_common_args, batches, mlp, optimizer_step, seed_everything
 from .data import dynamic_binarize, load_idx_dataset
 
 __all__ = ["BitVectorVAE", "posterior", "importance_sampled_nll", "main"]
@@ -145,7 +145,7 @@ def train(args: argparse.Namespace) -> Path:
     steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
     total = steps_per_epoch * args.epochs
     total = min(total, args.max_steps) if args.max_steps else total
-    step, calls, seen, window, losses = 0, 0, 0, [], []
+    step, calls, losses = 0, DecoderCalls(), []
     bar = tqdm(total=total, desc=f"bitvector D={args.latent_dim} {args.method} seed {args.seed}", disable=args.no_progress)
     while step < total:
         for idx in batches(len(train_x), args.batch_size, gen):
@@ -154,21 +154,17 @@ def train(args: argparse.Namespace) -> Path:
                       baseline=model.baseline(x).squeeze(-1))
             kl = args.latent_dim * LOG2 - out.entropy
             loss = (out.objective + kl).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, loss)
             step += 1
-            calls += out.decoder_calls
-            seen += len(idx)
-            window.append(out.decoder_calls / len(idx))
+            calls.add(out.decoder_calls, len(idx))
             losses.append(float((out.loss + kl.detach()).mean()))
             bar.update(1)
             if step % args.eval_every == 0 or step == total:
                 neg_elbo = sum(losses) / len(losses) / (784 * LOG2)
-                recent = sum(window) / len(window)
+                recent = calls.recent()
                 record.log(step=step, train_neg_elbo_bpd=neg_elbo, decoder_calls=recent)
                 bar.set_postfix(nelbo_bpd=f"{neg_elbo:.3f}", calls=f"{recent:.1f}")
-                window, losses = [], []
+                losses = []
             if step >= total:
                 break
     bar.close()
@@ -183,7 +179,7 @@ def train(args: argparse.Namespace) -> Path:
                                                    args.sparsemap_encoding))
 
     bpd = nll_bpd(args.is_samples)
-    final = dict(nll_bpd=bpd, decoder_calls=calls / seen, decoder_calls_last=record.data["curve"][-1]["decoder_calls"],
+    final = dict(nll_bpd=bpd, decoder_calls=calls.overall, decoder_calls_last=record.data["curve"][-1]["decoder_calls"],
                  steps=step, eval_images=int(eval_x.shape[0]))
     parts = elbo_parts(*evaluation, 64, torch.Generator().manual_seed(args.seed), args.sparsemap_encoding)
     final.update(elbo_recon_bpd=bits_per_dim(parts["recon"]), elbo_kl_bpd=bits_per_dim(parts["kl"]),

@@ -14,7 +14,8 @@ import torch
 
 from ..estimators import ESTIMATORS
 
-__all__ = ["seed_everything", "add_common_args", "RunRecord", "batches", "mlp"]
+__all__ = ["seed_everything", "add_common_args", "RunRecord", "DecoderCalls", "batches", "mlp",
+           "optimizer_step"]
 
 
 def seed_everything(seed: int, threads: int = 1) -> torch.Generator:
@@ -54,6 +55,46 @@ def mlp(*sizes: int) -> torch.nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(torch.nn.ReLU())
     return torch.nn.Sequential(*layers)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One update: clear the gradients, back-propagate ``loss``, step."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+class DecoderCalls:
+    """Decoder calls per example (the cost the sparse estimators cut): over the whole run,
+    since the last report, and per update."""
+
+    def __init__(self) -> None:
+        self.calls, self.seen = 0, 0
+        self.window: List[float] = []
+        self.per_step: List[float] = []
+
+    def add(self, calls: int, examples: int) -> None:
+        """Count one update's ``calls`` for its ``examples``."""
+        self.calls += calls
+        self.seen += examples
+        self.window.append(calls / examples)
+        self.per_step.append(calls / examples)
+
+    def recent(self) -> float:
+        """Mean calls per example over the updates since the last call; starts a new window."""
+        mean = sum(self.window) / len(self.window)
+        self.window = []
+        return mean
+
+    @property
+    def overall(self) -> float:
+        """Calls per example over the whole run."""
+        return self.calls / self.seen
+
+    def last(self, updates: int) -> float:
+        """Mean calls per example over the last ``updates`` updates."""
+        tail = self.per_step[-updates:]
+        return sum(tail) / len(tail)
 
 
 class RunRecord:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..estimators import build_estimator
-from .common import RunRecord, add_common_args, mlp, seed_everything
+from .common import DecoderCalls, RunRecord, add_common_args, mlp, optimizer_step, seed_everything
 
 __all__ = ["Sender", "Receiver", "sample_games", "main"]
 
@@ -117,7 +117,7 @@ def train(args: argparse.Namespace) -> Path:
     steps_per_epoch = math.ceil(args.games_per_epoch / args.batch_size)
     total = steps_per_epoch * args.epochs
     total = min(total, args.max_steps) if args.max_steps else total
-    calls, seen, window = 0, 0, []
+    calls = DecoderCalls()
     record.log(step=0, train_success=success_rate(sender, receiver, train_feats, *val_games))
     bar = tqdm(range(1, total + 1), desc=f"emergent {args.method} seed {args.seed}", disable=args.no_progress)
     for step in bar:
@@ -131,20 +131,15 @@ def train(args: argparse.Namespace) -> Path:
 
         out = est(sender(target_feats), loss_fn, baseline=sender.baseline(target_feats).squeeze(-1))
         loss = (out.objective - args.entropy_coeff * out.entropy).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        calls += out.decoder_calls
-        seen += len(target)
-        window.append(out.decoder_calls / len(target))
+        optimizer_step(opt, loss)
+        calls.add(out.decoder_calls, len(target))
         if step % args.eval_every == 0 or step == total:
             acc = success_rate(sender, receiver, train_feats, *val_games)
-            recent = sum(window) / len(window)
+            recent = calls.recent()
             record.log(step=step, train_success=acc, decoder_calls=recent, loss=float(out.loss.mean()))
             bar.set_postfix(success=f"{acc:.1f}", calls=f"{recent:.2f}")
-            window = []
     final = dict(test_success=success_rate(sender, receiver, test_feats, *test_games),
-                 decoder_calls=calls / seen, decoder_calls_last=record.data["curve"][-1]["decoder_calls"], steps=total)
+                 decoder_calls=calls.overall, decoder_calls_last=record.data["curve"][-1]["decoder_calls"], steps=total)
     path = record.finish(args.out, **final)
     print(f"{args.method} seed {args.seed}: test success {final['test_success']:.2f}%, "
           f"decoder calls/game {final['decoder_calls']:.2f} -> {path}")

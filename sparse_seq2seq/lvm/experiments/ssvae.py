@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ...losses import sparsemax_loss
 from ..estimators import build_estimator
-from .common import RunRecord, add_common_args, batches, mlp, seed_everything
+from .common import DecoderCalls, RunRecord, add_common_args, batches, mlp, optimizer_step, seed_everything
 from .data import dynamic_binarize, load_idx_dataset, load_ssvae_splits
 
 __all__ = ["SSVAE", "load_mnist_splits", "main"]
@@ -97,10 +97,7 @@ def warmstart(args: argparse.Namespace) -> Path:
     sparse = args.family == "sparse"
     for epoch in tqdm(range(args.epochs), desc=f"warm start ({args.family})", disable=args.no_progress):
         for idx in batches(len(lx), args.batch_size, gen):
-            loss = labelled_loss(model, dynamic_binarize(lx[idx], gen), ly[idx], args.alpha, sparse).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, labelled_loss(model, dynamic_binarize(lx[idx], gen), ly[idx], args.alpha, sparse).mean())
     path = args.out / f"warmstart_{args.family}.pt"
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
@@ -122,7 +119,7 @@ def train(args: argparse.Namespace) -> Path:
     ux, lx, ly = data["unlabeled"][0], *data["labeled"]
     steps_per_epoch = math.ceil(len(ux) / args.batch_size)
     total = steps_per_epoch * args.epochs if not args.max_steps else min(args.max_steps, steps_per_epoch * args.epochs)
-    step, calls, seen, window, per_step = 0, 0, 0, [], []
+    step, calls = 0, DecoderCalls()
     record.log(step=0, val_accuracy=accuracy(model, *data["validation"]))
     bar = tqdm(total=total, desc=f"ssvae {args.method} seed {args.seed}", disable=args.no_progress)
     labelled = iter(())
@@ -139,26 +136,20 @@ def train(args: argparse.Namespace) -> Path:
             unsup = out.objective + (math.log(model.n_classes) - out.entropy)
             sup = labelled_loss(model, dynamic_binarize(lx[lidx], gen), ly[lidx], args.alpha, sparse)
             loss = unsup.mean() + sup.mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, loss)
             step += 1
-            calls += out.decoder_calls
-            seen += len(idx)
-            window.append(out.decoder_calls / len(idx))
-            per_step.append(window[-1])
+            calls.add(out.decoder_calls, len(idx))
             bar.update(1)
             if step % args.eval_every == 0 or step == total:
                 val = accuracy(model, *data["validation"])
-                recent = sum(window) / len(window)
+                recent = calls.recent()
                 record.log(step=step, val_accuracy=val, decoder_calls=recent, loss=loss.item())
                 bar.set_postfix(val=f"{val:.2f}", calls=f"{recent:.2f}")
-                window = []
             if step >= total:
                 break
     bar.close()
     final = dict(test_accuracy=accuracy(model, *data["test"]), val_accuracy=accuracy(model, *data["validation"]),
-                 decoder_calls=calls / seen, decoder_calls_last=sum(per_step[-100:]) / len(per_step[-100:]), steps=step)
+                 decoder_calls=calls.overall, decoder_calls_last=calls.last(100), steps=step)
     path = record.finish(args.out, **final)
     print(f"{args.method} seed {args.seed}: test accuracy {final['test_accuracy']:.2f}%, "
           f"decoder calls/example {final['decoder_calls']:.2f} -> {path}")
