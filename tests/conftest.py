@@ -7,13 +7,22 @@ Markers (registered in pyproject.toml): ``slow`` is set by the files and tests t
 run fairseq's commands, a recipe or a benchmark; every other test gets ``unit`` here, so
 ``pytest -m "not slow"`` and ``pytest -m unit`` are the quick loop. ``cuda`` tests are skipped
 where torch sees no CUDA GPU.
+
+Without a GPU the Triton kernels run under Triton's interpreter. ``TRITON_INTERPRET`` is read
+when a kernel is decorated, i.e. when the first test module that imports
+``sparse_seq2seq.kernels`` is collected, so it is set here, before any test module.
 """
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
 
-from helpers import reference_entmax
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from helpers import reference_entmax  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
