@@ -17,6 +17,7 @@ from sparse_seq2seq.attention import KERNEL_ENV, SparseMultiheadAttention  # noq
 from sparse_seq2seq.kernels import attention as fa  # noqa: E402
 
 EMBED, HEADS = 64, 2  # head dim 32
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +36,7 @@ def _module(normalizer, **kwargs):
     if normalizer == "alpha_entmax":
         with torch.no_grad():
             module.normalizer.alpha_logit.copy_(torch.logit(torch.tensor([0.35, 0.8])))
-    return module
+    return module.to(DEVICE)
 
 
 def _run(monkeypatch, mode, module, *args, **kwargs):
@@ -72,18 +73,18 @@ def _same(monkeypatch, module, *args, **kwargs):
 @pytest.mark.parametrize("normalizer", ["alpha_entmax", "entmax15"])
 def test_causal_self_attention_with_padding(monkeypatch, normalizer):
     module = _module(normalizer, self_attention=True).train()
-    x = torch.randn(20, 2, EMBED)
-    pad = torch.zeros(2, 20, dtype=torch.bool)
+    x = torch.randn(20, 2, EMBED, device=DEVICE)
+    pad = torch.zeros(2, 20, dtype=torch.bool, device=DEVICE)
     pad[1, 13:] = True
-    future = torch.triu(torch.full((20, 20), float("-inf")), 1)
+    future = torch.triu(torch.full((20, 20), float("-inf"), device=DEVICE), 1)
     _same(monkeypatch, module, x, x, x, key_padding_mask=pad, attn_mask=future)
 
 
 @pytest.mark.parametrize("normalizer", ["alpha_entmax", "sparsemax"])
 def test_cross_attention_with_padding(monkeypatch, normalizer):
     module = _module(normalizer, encoder_decoder_attention=True).train()
-    x, enc = torch.randn(7, 3, EMBED), torch.randn(33, 3, EMBED)
-    pad = torch.zeros(3, 33, dtype=torch.bool)
+    x, enc = torch.randn(7, 3, EMBED, device=DEVICE), torch.randn(33, 3, EMBED, device=DEVICE)
+    pad = torch.zeros(3, 33, dtype=torch.bool, device=DEVICE)
     pad[0, 20:] = True
     pad[2, 1:] = True
     _same(monkeypatch, module, x, enc, enc, key_padding_mask=pad)
@@ -112,9 +113,9 @@ def test_incremental_decoding_with_shared_beam_keys(monkeypatch):
     beam = 2
     for m in (self_attn, cross):
         m.set_beam_size(beam)
-    x = torch.randn(4, 2 * beam, EMBED)
-    enc = torch.randn(9, 2, EMBED).repeat_interleave(beam, dim=1)
-    enc_pad = torch.zeros(2, 9, dtype=torch.bool)
+    x = torch.randn(4, 2 * beam, EMBED, device=DEVICE)
+    enc = torch.randn(9, 2, EMBED, device=DEVICE).repeat_interleave(beam, dim=1)
+    enc_pad = torch.zeros(2, 9, dtype=torch.bool, device=DEVICE)
     enc_pad[1, 6:] = True
     enc_pad = enc_pad.repeat_interleave(beam, dim=0)
     out = {}
@@ -128,15 +129,15 @@ def test_incremental_decoding_with_shared_beam_keys(monkeypatch):
 def test_fallbacks_are_said_once(monkeypatch):
     monkeypatch.setenv(KERNEL_ENV, "triton")
     monkeypatch.setattr(attention_module, "_WARNED", set())
-    module = SparseMultiheadAttention(96, 2, normalizer="entmax15", self_attention=True)
-    x = torch.randn(5, 1, 96)
+    module = SparseMultiheadAttention(96, 2, normalizer="entmax15", self_attention=True).to(DEVICE)
+    x = torch.randn(5, 1, 96, device=DEVICE)
     with pytest.warns(UserWarning, match="head dim 48"):
         module(x, x, x, need_weights=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         module(x, x, x, need_weights=False)  # said already
     module = _module("sparsemax", self_attention=True, dropout=0.1).train()
-    x = torch.randn(5, 1, EMBED)
+    x = torch.randn(5, 1, EMBED, device=DEVICE)
     with pytest.warns(UserWarning, match="attention dropout 0.1"):
         module(x, x, x, need_weights=False)
     module.eval()
