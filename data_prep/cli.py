@@ -132,6 +132,15 @@ def cmd_hypotheses(args: argparse.Namespace) -> None:
     _log(f"{args.output}: {expected} hypotheses, one per line of {args.reference}")
 
 
+def cmd_score(args: argparse.Namespace) -> None:
+    from .mt_scores import score_translation, write_scores
+    scores, text = score_translation(args.hypotheses, args.reference, args.test_set,
+                                     args.ter_case_sensitive)
+    print(text, flush=True)
+    if args.json:
+        write_scores(scores, args.json)
+
+
 def cmd_detokenize(args: argparse.Namespace) -> None:
     from .moses import detokenize_file
     detokenize_file(args.input, args.output, args.lang)
@@ -221,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generate-output", required=True)
     p.add_argument("--reference", required=True, help="file whose line count must match")
     p.add_argument("--output", required=True)
+    p = add("score", cmd_score, "BLEU, TER and chrF (sacrebleu, with signatures) of a "
+            "translation; optionally scores.json")
+    p.add_argument("--hypotheses", required=True, help="detokenised output, one line per reference")
+    p.add_argument("--reference", required=True)
+    p.add_argument("--test-set", required=True, help="name of the test set, for scores.json")
+    p.add_argument("--ter-case-sensitive", type=_bool, default=False, metavar="BOOL")
+    p.add_argument("--json", help="also write the scores here (scores.json schema)")
     p = add("detokenize", cmd_detokenize, "Moses-detokenise a file")
     for name in ("--lang", "--input", "--output"):
         p.add_argument(name, required=True)

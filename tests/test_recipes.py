@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from data_prep.samples import head
+
+pytestmark = pytest.mark.slow  # every test here runs a recipe (bash, python -m data_prep, fairseq)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -150,8 +153,7 @@ def _train_line(out: str) -> str:
     ("wmt16_ro_en", "entmax_transformer", 10000), ("wmt14_en_de", "entmax_transformer_wmt_en_de", 10000)])
 def test_paper_recipes_train_with_the_paper_setup(name, arch, interval, tmp_path):
     work = tmp_path / "w"
-    result = recipe(name, "--stage", "1", "--stop-stage", "8", "--dry-run", "true",
-                    "--work-dir", str(work))
+    result = recipe(name, "--stage", "1", "--dry-run", "true", "--work-dir", str(work))
     assert result.returncode == 0, result.stderr
     train = _train_line(result.stdout)
     for piece in ("--task translation_sparse ", f"--arch {arch} ", "--encoder-attn-normalizer alpha_entmax",
@@ -168,8 +170,17 @@ def test_paper_recipes_train_with_the_paper_setup(name, arch, interval, tmp_path
     generate = next(l for l in result.stdout.splitlines() if l.startswith("+ fairseq-generate"))
     assert "--required-batch-size-multiple 1" in generate and "--remove-bpe sentencepiece" in generate
     assert "--task translation_sparse " in generate
-    assert "sacrebleu" in result.stdout and "-m bleu ter" in result.stdout
+    assert re.search(r"-m data_prep score --reference \S+/raw/\w+\.\w+ --hypotheses \S+\.detok "
+                     r"--test-set \w+ --ter-case-sensitive false --json \S+/\.scores\.partial/\w+\.json",
+                     result.stdout)
     assert "+ sparse-seq2seq-heads" in result.stdout
+    export = next(l for l in result.stdout.splitlines() if l.startswith("+ sparse-seq2seq-export "))
+    test = {"iwslt17_de_en": "tst2015", "kftt_ja_en": "test", "wmt16_ro_en": "newstest2016",
+            "wmt14_en_de": "newstest2014"}[name]
+    for piece in (f"{work}/checkpoints/checkpoint_best.pt --data {work}/bin --spm {work}/spm/spm.model",
+                  f"--out {work}/.export.partial --scores {work}/scores/{test}.json",
+                  f"--tokenizer moses --name {name} --train-command fairseq-train\\ {work}/bin"):
+        assert piece in export
     assert not work.exists()
 
 
@@ -329,10 +340,10 @@ def _plugin_imports() -> bool:
 
 def test_tiny_model_trains_translates_every_sentence_and_is_scored(sliced):
     """Needs the model code (skipped when sparse_seq2seq.fairseq_plugin does not import):
-    stages 5-7 with entmax_transformer_tiny for two updates."""
+    stages 5-9 with entmax_transformer_tiny for two updates: scores.json and the model folder."""
     if not _plugin_imports():
         pytest.skip("model plugin (sparse_seq2seq.fairseq_plugin) not importable")
-    result = recipe("multi30k_de_en", "--stage", "5", "--stop-stage", "7", "--work-dir", str(sliced),
+    result = recipe("multi30k_de_en", "--stage", "5", "--stop-stage", "9", "--work-dir", str(sliced),
                     *SLICE_ARGS, "--arch", "entmax_transformer_tiny", "--model-args", "",
                     "--max-update", "2", "--max-tokens", "1024", "--warmup-updates", "2",
                     "--train-args", "--disable-validation", "--checkpoint", "checkpoint_last.pt",
@@ -344,4 +355,12 @@ def test_tiny_model_trains_translates_every_sentence_and_is_scored(sliced):
     scores = (sliced / "scores" / "test_2016_flickr.txt").read_text()
     assert re.search(r"BLEU\|nrefs:1\|case:mixed\|eff:no\|tok:13a\|smooth:exp\|version:\S+ = ", scores)
     assert re.search(r"TER\|nrefs:1\|.*\|version:\S+ = ", scores)
-    assert "test_2016_flickr  BLEU|" in result.stdout
+    assert "test_2016_flickr  BLEU|" in result.stdout and "test_2016_flickr  chrF2|" in result.stdout
+    saved = json.loads((sliced / "scores" / "test_2016_flickr.json").read_text())
+    assert list(saved) == ["test_set", "bleu", "ter", "chrf"] and saved["test_set"] == "test_2016_flickr"
+    for key in ("bleu", "ter", "chrf"):
+        assert set(saved[key]) == {"score", "signature"} and isinstance(saved[key]["score"], float)
+        assert f"|{saved[key]['signature']} = {saved[key]['score']:.2f}" in scores
+    card = (sliced / "export" / "README.md").read_text(encoding="utf-8")
+    assert saved["chrf"]["signature"] in card and "fairseq-train" in card
+    assert (sliced / "export" / "model.pt").is_file() and not (sliced / ".export.partial").exists()

@@ -16,10 +16,12 @@ stage 5 train "fairseq-train --user-dir user_dir --arch entmax_transformer..." r
   creates=checkpoints
 stage 6 generate "fairseq-generate (beam search) on each test set; every sentence must come back" \
   reads="bin checkpoints raw" writes=generate
-stage 7 score "sacrebleu BLEU and TER, with signatures, on detokenised output" \
+stage 7 score "sacrebleu BLEU, TER and chrF with signatures, on detokenised output; scores.json" \
   reads="generate raw" writes=scores
 stage 8 heads "sparse-seq2seq-heads: learned alpha, support sizes, head diversity, figures" \
   reads="bin checkpoints" writes=heads
+stage 9 export "sparse-seq2seq-export: model folder with dictionaries, sentencepiece, model card" \
+  reads="bin spm checkpoints scores" writes=export
 
 declare_options() {
   common_options
@@ -78,7 +80,7 @@ declare_options() {
   opt train_from_scratch false "delete earlier checkpoints instead of resuming from them"
   opt train_args "" "extra fairseq-train flags, space separated"
   # decoding, scoring, analysis
-  opt checkpoint checkpoint_best.pt "checkpoint file used by stages 6 and 8"
+  opt checkpoint checkpoint_best.pt "checkpoint file used by stages 6, 8 and 9"
   opt beam 5 "beam size"
   opt lenpen 1.0 "length penalty"
   opt gen_batch_size 128 "sentences per generation batch"
@@ -238,12 +240,12 @@ stage_6() {
 }
 
 stage_7() {
-  local name case=() out
+  local name out
   out=$(aside scores)
-  [[ $ter_case_sensitive == true ]] && case=(--ter-case-sensitive)
   for name in "${test_list[@]}"; do
-    run_to "$out/$name.txt" sacrebleu "$work_dir/raw/$name.$tgt" \
-      -i "$work_dir/generate/$name.detok" -m bleu ter -w 2 -f text "${case[@]}"
+    run_to "$out/$name.txt" "$python_bin" -m data_prep score --reference "$work_dir/raw/$name.$tgt" \
+      --hypotheses "$work_dir/generate/$name.detok" --test-set "$name" \
+      --ter-case-sensitive "$ter_case_sensitive" --json "$out/$name.json"
   done
   [[ $dry_run == true ]] && return 0
   echo "scores (detokenised output against the raw references):"
@@ -262,6 +264,19 @@ stage_8() {
   read -ra extra <<< "$heads_args"
   run sparse-seq2seq-heads "$ckpt" --data "$work_dir/bin" --out "$(aside heads)" "${more[@]}" \
     "${extra[@]}"
+}
+
+stage_9() {
+  local ckpt export=(sparse-seq2seq-export)
+  ckpt=$(_checkpoint_path)
+  train_command
+  [[ $dry_run == true ]] || command -v sparse-seq2seq-export > /dev/null \
+    || export=("$python_bin" -m sparse_seq2seq.fairseq_plugin.export)
+  run "${export[@]}" "$ckpt" --data "$work_dir/bin" --spm "$work_dir/spm/spm.model" \
+    --out "$(aside export)" --scores "$work_dir/scores/${test_list[0]}.json" \
+    --tokenizer "$tokenizer" --name "$recipe_name" --train-command "$(printf '%q ' "${train_cmd[@]}")"
+  [[ $dry_run == true ]] || echo "model folder: $work_dir/export (fairseq-interactive $work_dir/export" \
+    "--path $work_dir/export/model.pt --user-dir $user_dir --task $task -s $src -t $tgt)"
 }
 
 run_recipe() {

@@ -2,7 +2,7 @@
 # KFTT ja->en (Kyoto Free Translation Task 1.0, Wikipedia articles about Kyoto) with the
 # paper's set-up.
 #   recipes/kftt_ja_en/run.sh --stage 0 --stop-stage 0    # the plan: options, URLs, checksums
-#   recipes/kftt_ja_en/run.sh --checksums my.sha256       # stages 1-8
+#   recipes/kftt_ja_en/run.sh --checksums my.sha256       # stages 1-9
 # The archive's sha256 is not recorded in data_prep.corpora: pass --checksums FILE
 # ('<sha256>  kftt-data-1.0.tar.gz') or --allow-unverified true.
 # Uses the untokenised files (data/orig): Moses tokenisation only splits punctuation in

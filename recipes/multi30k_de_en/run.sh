@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Multi30k de->en with an adaptively sparse transformer, from raw text to head analysis.
-#   recipes/multi30k_de_en/run.sh                      # every stage, 0 (plan) to 8 (heads)
+#   recipes/multi30k_de_en/run.sh                      # every stage, 0 (plan) to 9 (export)
 #   recipes/multi30k_de_en/run.sh --stage 2 --stop-stage 4
 #   recipes/multi30k_de_en/run.sh --help               # every option and its value
 # Data come from $DATA_MIRROR/multi30k when it holds them, else from GitHub (sha256-checked).

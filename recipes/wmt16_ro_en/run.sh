@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # WMT16 ro->en (Europarl v7 + SETIMES2; newsdev2016; newstest2016) with the paper's set-up.
 #   recipes/wmt16_ro_en/run.sh --stage 0 --stop-stage 0    # the plan: options, URLs, checksums
-#   recipes/wmt16_ro_en/run.sh --checksums my.sha256       # stages 1-8
+#   recipes/wmt16_ro_en/run.sh --checksums my.sha256       # stages 1-9
 # The archives' sha256 are not recorded in data_prep.corpora: pass --checksums FILE
 # ('<sha256>  <archive name>' lines) or --allow-unverified true.
 set -euo pipefail
