@@ -196,6 +196,19 @@ def test_softmax_baseline_and_other_criteria_drop_entmax_only_flags(tmp_path):
     assert _train_line(result.stdout).count(" entmax15 ") == 3
 
 
+def test_demo_stops_on_a_number_of_updates_and_ends_with_the_export(tmp_path):
+    work = tmp_path / "w"
+    result = recipe("multi30k_de_en", "--stage", "5", "--dry-run", "true", script="demo.sh",
+                    env={"WORK_DIR": str(work)})
+    assert result.returncode == 0, result.stderr
+    train = _train_line(result.stdout)
+    assert "--max-update 600 " in train and "--stop-time-hours" not in train
+    assert "--seed 1 " in train and "--arch entmax_transformer_tiny " in train
+    assert "+ sparse-seq2seq-export " in result.stdout
+    assert f"--scores {work}/scores/test_2016_flickr.json" in result.stdout
+    assert not work.exists()
+
+
 # --- downloads: missing checksums, a mirror for any corpus -----------------------------------
 
 @pytest.mark.parametrize("name", PAPER)
