@@ -56,12 +56,18 @@ def make_spm_corpus(root: Path, train: int = 300, valid: int = 16, test: int = 2
     return _preprocess(spm, root / "bin"), spm / "spm.model"
 
 
+def command_env(**extra: str) -> dict:
+    """The environment of the commands the tests run: one thread, no fused kernels, and torch's
+    safe unpickler left on."""
+    # the fused kernels are tested in test_fused.py; here they would only add compile time
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", SPARSE_SEQ2SEQ_FUSED="0", **extra)
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    return env
+
+
 def run(cmd: List[str], **kwargs) -> subprocess.CompletedProcess:
     """Run a command; on failure show its output in the assertion."""
-    # the fused kernels are tested in test_fused.py; here they would only add compile time
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", SPARSE_SEQ2SEQ_FUSED="0")
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, **kwargs)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=command_env(), **kwargs)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
 

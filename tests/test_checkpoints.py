@@ -14,7 +14,7 @@ import torch
 
 pytest.importorskip("fairseq")
 
-from fairseq_helpers import BIN, TRAIN_FLAGS, make_corpus  # noqa: E402
+from fairseq_helpers import BIN, TRAIN_FLAGS, command_env, make_corpus  # noqa: E402
 from sparse_seq2seq.fairseq_plugin import checkpointing  # noqa: E402
 from sparse_seq2seq.fairseq_plugin.checkpointing import (  # noqa: E402
     WRITE_DELAY_ENV, atomic_copy, newest_intact_checkpoint)
@@ -74,18 +74,11 @@ def _train_command(data_bin, save_dir):
             "--keep-interval-updates", "3", "--log-interval", "1", "--log-format", "simple"]
 
 
-def _env(**extra):
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", SPARSE_SEQ2SEQ_FUSED="0",
-               PYTHONUNBUFFERED="1", **extra)
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-    return env
-
-
 def _run_and_kill_in_a_save(cmd, rng) -> str:
     """Run until the second checkpoint save of this run starts, SIGKILL it somewhere inside
     that save, and return what it printed."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=_env(**{WRITE_DELAY_ENV: str(DELAY)}))
+                            env=command_env(PYTHONUNBUFFERED="1", **{WRITE_DELAY_ENV: str(DELAY)}))
     out, saves = [], 0
     for line in proc.stdout:
         out.append(line)
@@ -121,7 +114,7 @@ def test_train_killed_inside_saves_always_resumes(tmp_path):
 
     last = save_dir / "checkpoint_last.pt"  # what a plain copy leaves when killed
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=command_env(), timeout=120)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-3000:]
     assert re.search(r"checkpoint_last\.pt is damaged \(truncated.*resuming from \S+checkpoint_\d+_\d+\.pt",
