@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from . import nonfinite
-from ._checks import check_alpha, check_input, check_k, check_n_iter, compute_dtype
+from ._checks import (check_alpha, check_ignore_index, check_input, check_k, check_n_iter,
+                      compute_dtype)
 from .layout import Alpha
 from .mappings import entmax15, entmax_bisect, sparsemax
 
@@ -122,14 +123,14 @@ def entmax15_loss(X: torch.Tensor, target: torch.Tensor, k: Optional[int] = None
 
 
 def sparsemax_bisect_loss(X: torch.Tensor, target: torch.Tensor, n_iter: int = 50) -> torch.Tensor:
-    check_n_iter(n_iter)
+    check_n_iter(n_iter, ignored=True)
     return _fy_loss(X, target, 2.0, sparsemax)
 
 
 def entmax_bisect_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha = 1.5,
                        n_iter: int = 50) -> torch.Tensor:
     """α-entmax loss per row; α a float or a tensor with one α per row, differentiable."""
-    check_n_iter(n_iter)
+    n_iter = check_n_iter(n_iter)
     check_input(X, -1)
     alpha = check_alpha(alpha, X, X.dim() - 1)
     return _fy_loss(X, target, alpha, lambda Z: entmax_bisect(Z, alpha, -1, n_iter))
@@ -140,9 +141,7 @@ class _FYLoss(nn.Module):
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-        self.ignore_index, self.reduction = ignore_index, reduction
+        self.ignore_index, self.reduction = check_ignore_index(ignore_index), reduction
 
     def loss(self, X: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -171,7 +170,7 @@ class SparsemaxLoss(_FYLoss):
 
 
 class Entmax15Loss(_FYLoss):
-    def __init__(self, k: Optional[int] = None, ignore_index: int = -100,
+    def __init__(self, k: Optional[int] = 100, ignore_index: int = -100,
                  reduction: str = "elementwise_mean"):
         check_k(k)
         super().__init__(ignore_index, reduction)
@@ -184,7 +183,7 @@ class Entmax15Loss(_FYLoss):
 class SparsemaxBisectLoss(_FYLoss):
     def __init__(self, n_iter: int = 50, ignore_index: int = -100,
                  reduction: str = "elementwise_mean"):
-        check_n_iter(n_iter)
+        check_n_iter(n_iter, ignored=True)
         super().__init__(ignore_index, reduction)
         self.n_iter = n_iter
 

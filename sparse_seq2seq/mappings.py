@@ -154,7 +154,7 @@ def entmax15(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.T
 def sparsemax_bisect(X: torch.Tensor, dim: int = -1, n_iter: int = 50,
                      ensure_sum_one: bool = True) -> torch.Tensor:
     """sparsemax by root finding; here the exact finite Newton iteration of :func:`sparsemax`."""
-    check_n_iter(n_iter)
+    check_n_iter(n_iter, ignored=True)
     return sparsemax(X, dim)
 
 
@@ -163,7 +163,7 @@ def entmax_bisect(X: torch.Tensor, alpha: Alpha = 1.5, dim: int = -1, n_iter: in
     """α-entmax along ``dim``: α > 0 a float, or a tensor broadcastable to X with size 1
     along ``dim`` (one α per row), differentiable. α = 1 is softmax, α = 2 sparsemax."""
     dim = check_input(X, dim)
-    check_n_iter(n_iter)
+    n_iter = check_n_iter(n_iter)
     alpha = check_alpha(alpha, X, dim)
     if not isinstance(alpha, torch.Tensor) and alpha == 1:
         return nonfinite.guard(lambda Z: _softmax(Z, dim), _in_compute_dtype(X), dim).to(X.dtype)
@@ -174,7 +174,7 @@ def topk_sparsemax(X: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
     """sparsemax restricted to the k largest scores, zero elsewhere (Correia et al. 2020,
     §3.2). Equals sparsemax whenever the sparsemax support has at most k elements."""
     dim = check_input(X, dim)
-    check_k(k, required=True)
+    k = check_k(k, required=True)
     if k >= X.shape[dim]:
         return sparsemax(X, dim)
 
@@ -206,9 +206,9 @@ class Entmax15(nn.Module):
 
 
 class SparsemaxBisect(nn.Module):
-    def __init__(self, dim: int = -1, n_iter: int = 50):
+    def __init__(self, dim: int = -1, n_iter: Optional[int] = None):
         super().__init__()
-        check_n_iter(n_iter)
+        check_n_iter(n_iter, ignored=True)
         self.dim, self.n_iter = dim, n_iter
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
