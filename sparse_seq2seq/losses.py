@@ -111,25 +111,69 @@ def loss_and_probs(X: torch.Tensor, target: torch.Tensor, alpha: Alpha,
 
 
 def sparsemax_loss(X: torch.Tensor, target: torch.Tensor, k: Optional[int] = None) -> torch.Tensor:
-    """Sparsemax loss per row (Martins & Astudillo 2016, eq. 18); ``k`` is checked and unused."""
+    """Sparsemax loss L(x; y) = pᵀx − x_y + ½(1 − ‖p‖²), p = sparsemax(x) (Martins &
+    Astudillo 2016, eq. 18; the Fenchel–Young loss of α = 2).
+
+    Args:
+        X: scores (..., n_classes), floating point (float16/bfloat16 computed in float32).
+        target: gold class indices (...), int64 or int32, in [0, n_classes).
+        k: accepted for the package's signature; checked and unused.
+
+    Returns:
+        the loss per row, shape (...), X's dtype, ≥ 0; gradient in X is p − e_y.
+    """
     check_k(k)
     return _fy_loss(X, target, 2.0, sparsemax)
 
 
 def entmax15_loss(X: torch.Tensor, target: torch.Tensor, k: Optional[int] = None) -> torch.Tensor:
-    """1.5-entmax loss per row; ``k`` is checked and unused."""
+    """1.5-entmax loss L(x; y) = pᵀx − x_y + H_{1.5}(p), p = entmax15(x) (Peters, Niculae &
+    Martins 2019, eq. 11 at α = 1.5; H_α(p) = (1 − Σ p_i^α)/(α(α−1))).
+
+    Args:
+        X: scores (..., n_classes), floating point (float16/bfloat16 computed in float32).
+        target: gold class indices (...), int64 or int32, in [0, n_classes).
+        k: accepted for the package's signature; checked and unused.
+
+    Returns:
+        the loss per row, shape (...), X's dtype, ≥ 0; gradient in X is p − e_y.
+    """
     check_k(k)
     return _fy_loss(X, target, 1.5, entmax15)
 
 
 def sparsemax_bisect_loss(X: torch.Tensor, target: torch.Tensor, n_iter: int = 50) -> torch.Tensor:
+    """The sparsemax loss (:func:`sparsemax_loss`); the package computes its sparsemax by
+    bisection, ours exactly.
+
+    Args:
+        X: scores (..., n_classes), floating point (float16/bfloat16 computed in float32).
+        target: gold class indices (...), int64 or int32, in [0, n_classes).
+        n_iter: accepted and ignored, as by the package (a non-negative integer or None).
+
+    Returns:
+        the loss per row, shape (...), X's dtype, ≥ 0; gradient in X is p − e_y.
+    """
     check_n_iter(n_iter, ignored=True)
     return _fy_loss(X, target, 2.0, sparsemax)
 
 
 def entmax_bisect_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha = 1.5,
                        n_iter: int = 50) -> torch.Tensor:
-    """α-entmax loss per row; α a float or a tensor with one α per row, differentiable."""
+    """α-entmax loss L(x; y) = pᵀx − x_y + H_α(p), p = entmax_bisect(x, α), with the Tsallis
+    entropy H_α(p) = (1 − Σ p_i^α)/(α(α−1)) (Shannon at α = 1; Peters, Niculae & Martins 2019,
+    eq. 11).
+
+    Args:
+        X: scores (..., n_classes), floating point (float16/bfloat16 computed in float32).
+        target: gold class indices (...), int64 or int32, in [0, n_classes).
+        alpha: α > 0, a number or a tensor with one α per row ((..., 1), or broadcastable to
+            it); a tensor that requires grad gets ∂L/∂α = ∂H_α(p)/∂α (Danskin).
+        n_iter: the most Newton iterations for the mapping's threshold.
+
+    Returns:
+        the loss per row, shape (...), X's dtype, ≥ 0; gradient in X is p − e_y.
+    """
     n_iter = check_n_iter(n_iter)
     check_input(X, -1)
     alpha = check_alpha(alpha, X, X.dim() - 1)
@@ -137,6 +181,9 @@ def entmax_bisect_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha = 1.5
 
 
 class _FYLoss(nn.Module):
+    """A Fenchel–Young loss module: per-row losses, rows whose target is ``ignore_index`` left
+    out (they count 0 and do not enter the mean), reduced by ``reduction``."""
+
     def __init__(self, ignore_index: int = -100, reduction: str = "elementwise_mean"):
         super().__init__()
         if reduction not in REDUCTIONS:
@@ -159,6 +206,18 @@ class _FYLoss(nn.Module):
 
 
 class SparsemaxLoss(_FYLoss):
+    """Module form of :func:`sparsemax_loss`.
+
+    Args:
+        k: accepted for the package's signature; checked and unused.
+        ignore_index: target value whose rows are left out (any integer, negative too; an
+            integer tensor or numpy scalar is taken as well, as by ``torch.nn`` losses).
+        reduction: "none" (per row, ignored rows 0), "sum", or "mean" / "elementwise_mean"
+            (sum over the rows not ignored divided by their number).
+
+    Call with X (..., n_classes) and target (...); returns a scalar, or (...) for "none".
+    """
+
     def __init__(self, k: Optional[int] = None, ignore_index: int = -100,
                  reduction: str = "elementwise_mean"):
         check_k(k)
@@ -170,6 +229,18 @@ class SparsemaxLoss(_FYLoss):
 
 
 class Entmax15Loss(_FYLoss):
+    """Module form of :func:`entmax15_loss`.
+
+    Args:
+        k: accepted (default 100, as in the package), checked and unused.
+        ignore_index: target value whose rows are left out (any integer, negative too; an
+            integer tensor or numpy scalar is taken as well, as by ``torch.nn`` losses).
+        reduction: "none" (per row, ignored rows 0), "sum", or "mean" / "elementwise_mean"
+            (sum over the rows not ignored divided by their number).
+
+    Call with X (..., n_classes) and target (...); returns a scalar, or (...) for "none".
+    """
+
     def __init__(self, k: Optional[int] = 100, ignore_index: int = -100,
                  reduction: str = "elementwise_mean"):
         check_k(k)
@@ -181,6 +252,18 @@ class Entmax15Loss(_FYLoss):
 
 
 class SparsemaxBisectLoss(_FYLoss):
+    """Module form of :func:`sparsemax_bisect_loss`.
+
+    Args:
+        n_iter: accepted and ignored.
+        ignore_index: target value whose rows are left out (any integer, negative too; an
+            integer tensor or numpy scalar is taken as well, as by ``torch.nn`` losses).
+        reduction: "none" (per row, ignored rows 0), "sum", or "mean" / "elementwise_mean"
+            (sum over the rows not ignored divided by their number).
+
+    Call with X (..., n_classes) and target (...); returns a scalar, or (...) for "none".
+    """
+
     def __init__(self, n_iter: int = 50, ignore_index: int = -100,
                  reduction: str = "elementwise_mean"):
         check_n_iter(n_iter, ignored=True)
@@ -192,6 +275,19 @@ class SparsemaxBisectLoss(_FYLoss):
 
 
 class EntmaxBisectLoss(_FYLoss):
+    """Module form of :func:`entmax_bisect_loss`.
+
+    Args:
+        alpha: α > 0, a number or a tensor with one α per row (trainable if it requires grad).
+        n_iter: the most Newton iterations for the mapping's threshold.
+        ignore_index: target value whose rows are left out (any integer, negative too; an
+            integer tensor or numpy scalar is taken as well, as by ``torch.nn`` losses).
+        reduction: "none" (per row, ignored rows 0), "sum", or "mean" / "elementwise_mean"
+            (sum over the rows not ignored divided by their number).
+
+    Call with X (..., n_classes) and target (...); returns a scalar, or (...) for "none".
+    """
+
     def __init__(self, alpha: Alpha = 1.5, n_iter: int = 50, ignore_index: int = -100,
                  reduction: str = "elementwise_mean"):
         check_n_iter(n_iter)

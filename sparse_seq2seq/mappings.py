@@ -138,14 +138,37 @@ def _softmax(X: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def sparsemax(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.Tensor:
-    """sparsemax along ``dim`` (Martins & Astudillo 2016); ``k`` is checked and unused."""
+    """sparsemax(x) = argmin_{p∈Δ} ‖p − x‖², i.e. p_i = [x_i − τ]_+ with τ such that Σ p = 1
+    (Martins & Astudillo 2016, eq. 2).
+
+    Args:
+        X: scores, any shape, floating point (float16/bfloat16 are computed in float32).
+        dim: the dimension that is mapped onto the simplex.
+        k: accepted for the entmax package's signature (its partial-sort size); checked
+            (a positive integer or None) and unused: the threshold is found without sorting.
+
+    Returns:
+        p, X's shape and dtype: non-negative, summing to 1 along ``dim``, exact zeros below τ.
+        Differentiable in X (Jacobian diag(s) − s sᵀ/|S| with s the support indicator).
+    """
     dim = check_input(X, dim)
     check_k(k)
     return _mapping("sparsemax", X, dim)
 
 
 def entmax15(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.Tensor:
-    """1.5-entmax along ``dim`` (Peters et al. 2019); ``k`` is checked and unused."""
+    """1.5-entmax: p_i = [x_i/2 − τ]_+² with τ such that Σ p = 1 (Peters, Niculae & Martins
+    2019, eq. 10; π_α of eq. 8 at α = 1.5).
+
+    Args:
+        X: scores, any shape, floating point (float16/bfloat16 are computed in float32).
+        dim: the dimension that is mapped onto the simplex.
+        k: accepted for the entmax package's signature; checked and unused.
+
+    Returns:
+        p, X's shape and dtype, on the simplex along ``dim`` (sparse). Differentiable in X
+        (Jacobian diag(s) − s sᵀ/Σs with s = √p).
+    """
     dim = check_input(X, dim)
     check_k(k)
     return _mapping("entmax15", X, dim)
@@ -153,15 +176,44 @@ def entmax15(X: torch.Tensor, dim: int = -1, k: Optional[int] = None) -> torch.T
 
 def sparsemax_bisect(X: torch.Tensor, dim: int = -1, n_iter: int = 50,
                      ensure_sum_one: bool = True) -> torch.Tensor:
-    """sparsemax by root finding; here the exact finite Newton iteration of :func:`sparsemax`."""
+    """sparsemax by root finding (the entmax package bisects f(τ) = Σ [x_i − τ]_+ − 1); here
+    the exact finite Newton iteration of :func:`sparsemax`, so the result is the same.
+
+    Args:
+        X: scores, any shape, floating point.
+        dim: the dimension that is mapped onto the simplex.
+        n_iter: accepted and ignored, as by the package (which always bisects 50 times);
+            a non-negative integer or None.
+        ensure_sum_one: accepted and ignored (the result sums to one).
+
+    Returns:
+        p = sparsemax(X) along ``dim``, X's shape and dtype.
+    """
     check_n_iter(n_iter, ignored=True)
     return sparsemax(X, dim)
 
 
 def entmax_bisect(X: torch.Tensor, alpha: Alpha = 1.5, dim: int = -1, n_iter: int = 50,
                   ensure_sum_one: bool = True) -> torch.Tensor:
-    """α-entmax along ``dim``: α > 0 a float, or a tensor broadcastable to X with size 1
-    along ``dim`` (one α per row), differentiable. α = 1 is softmax, α = 2 sparsemax."""
+    """α-entmax: π_α(x) = argmax_{p∈Δ} pᵀx + H^T_α(p), i.e. p_i = [1 + (α−1)(x_i − τ)]_+^{1/(α−1)}
+    with τ such that Σ p = 1 (Peters, Niculae & Martins 2019, eq. 8–9; written as in Correia,
+    Niculae & Martins 2019, eq. 7, with the max-shifted scores). α = 1 is softmax, α = 2 is
+    sparsemax, 1 < α < 2 lies between: sparse, smooth on its support.
+
+    Args:
+        X: scores, any shape, floating point (float16/bfloat16 are computed in float32).
+        alpha: α > 0, a number, or a tensor (or array) broadcastable to X with size 1 along
+            ``dim`` — one α per row, e.g. (batch, heads, 1, 1) for one α per head. A tensor
+            that requires grad receives ∂L/∂α (Correia et al. 2019, Prop. 1).
+        dim: the dimension that is mapped onto the simplex.
+        n_iter: the most Newton iterations for τ (they stop at convergence, usually after a
+            handful; the package bisects exactly ``n_iter`` times).
+        ensure_sum_one: renormalise p to sum to one after the iterations.
+
+    Returns:
+        p, X's shape and dtype. Differentiable in X (Jacobian diag(s) − s sᵀ/Σs,
+        s = p^{2−α}; Correia et al. 2019, eq. 10) and in a tensor α.
+    """
     dim = check_input(X, dim)
     n_iter = check_n_iter(n_iter)
     alpha = check_alpha(alpha, X, dim)
@@ -171,8 +223,19 @@ def entmax_bisect(X: torch.Tensor, alpha: Alpha = 1.5, dim: int = -1, n_iter: in
 
 
 def topk_sparsemax(X: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
-    """sparsemax restricted to the k largest scores, zero elsewhere (Correia et al. 2020,
-    §3.2). Equals sparsemax whenever the sparsemax support has at most k elements."""
+    """Top-k sparsemax: sparsemax over the k largest scores of each row, zero elsewhere
+    (Correia, Niculae, Aziz & Martins 2020, §3.2). Equals sparsemax whenever the sparsemax
+    support has at most k elements.
+
+    Args:
+        X: scores, any shape, floating point.
+        k: how many scores per row may carry mass (a positive integer; k ≥ X.shape[dim] is
+            plain sparsemax).
+        dim: the dimension that is mapped onto the simplex.
+
+    Returns:
+        p, X's shape and dtype, at most k non-zeros per row, summing to one; differentiable.
+    """
     dim = check_input(X, dim)
     k = check_k(k, required=True)
     if k >= X.shape[dim]:
@@ -186,6 +249,9 @@ def topk_sparsemax(X: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
 
 
 class Sparsemax(nn.Module):
+    """Module form of :func:`sparsemax` along ``dim`` (``k`` checked and unused), e.g. as an
+    attention normaliser. Input any shape; output the same shape, on the simplex along dim."""
+
     def __init__(self, dim: int = -1, k: Optional[int] = None):
         super().__init__()
         check_k(k)
@@ -196,6 +262,9 @@ class Sparsemax(nn.Module):
 
 
 class Entmax15(nn.Module):
+    """Module form of :func:`entmax15` along ``dim`` (``k`` checked and unused). Input any
+    shape; output the same shape, on the simplex along ``dim``."""
+
     def __init__(self, dim: int = -1, k: Optional[int] = None):
         super().__init__()
         check_k(k)
@@ -206,6 +275,9 @@ class Entmax15(nn.Module):
 
 
 class SparsemaxBisect(nn.Module):
+    """Module form of :func:`sparsemax_bisect` along ``dim`` (``n_iter`` accepted, None by
+    default as in the package, and ignored). Output X's shape, on the simplex along dim."""
+
     def __init__(self, dim: int = -1, n_iter: Optional[int] = None):
         super().__init__()
         check_n_iter(n_iter, ignored=True)
@@ -216,6 +288,10 @@ class SparsemaxBisect(nn.Module):
 
 
 class EntmaxBisect(nn.Module):
+    """Module form of :func:`entmax_bisect`: π_α along ``dim`` with a fixed ``alpha`` (a number
+    or a tensor with one α per row; a tensor that requires grad is trained through it) and at
+    most ``n_iter`` Newton iterations. Output X's shape, on the simplex along ``dim``."""
+
     def __init__(self, alpha: Alpha = 1.5, dim: int = -1, n_iter: int = 50):
         super().__init__()
         check_n_iter(n_iter)
@@ -226,9 +302,19 @@ class EntmaxBisect(nn.Module):
 
 
 class EntmaxAlpha(nn.Module):
-    """α-entmax with one learned α per head, α = 1 + sigmoid(a) ∈ (1, 2] (Correia et al.
-    2019, §3.2). ``alpha_init`` is a number in (1, 2] or ``"random"`` (uniform in (1, 2));
-    ``head_dim`` is the axis of X that indexes heads."""
+    """α-entmax with one learned α per head, α = 1 + sigmoid(a) ∈ (1, 2] (Correia, Niculae &
+    Martins 2019, §3.2): the adaptively sparse attention normaliser.
+
+    Args:
+        num_heads: how many heads, each with its own α (the parameter ``alpha_logit``, (H,)).
+        dim: the dimension mapped onto the simplex (keys, for attention scores).
+        alpha_init: initial α, a number in (1, 2] or ``"random"`` (uniform in (1, 2)).
+        head_dim: the axis of X that indexes heads (X.shape[head_dim] == num_heads).
+        n_iter: the most Newton iterations per call.
+
+    Input X of shape e.g. (batch, heads, tgt, src); output the same shape, entmax_bisect(X, α)
+    with α broadcast along ``head_dim``; gradients reach ``alpha_logit``.
+    """
 
     def __init__(self, num_heads: int, dim: int = -1, alpha_init: Union[float, str] = 1.5,
                  head_dim: int = 1, n_iter: int = 50):
