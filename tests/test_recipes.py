@@ -107,6 +107,21 @@ def test_every_recipe_has_help_with_its_stages_and_the_same_option_names(name, s
     assert "(also --out)" in out and "(also --python)" in out
 
 
+def test_attention_types_come_from_the_registry(tmp_path):
+    types = subprocess.run([sys.executable, "-m", "sparse_seq2seq.registry", "--types"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    flags = [line.split()[1] for line in types]
+    help_ = recipe("multi30k_de_en", "--help").stdout
+    declared = [l.split()[0] for l in help_.splitlines() if re.match(r"  --\S+-attn-normalizer ", l)]
+    assert declared == flags
+    for name, args in (("multi30k_de_en", ["--stage", "5", "--stop-stage", "5"]),
+                       ("mlqe_pe_ape", ["--stage", "3", "--stop-stage", "3", "--bert", str(tmp_path)])):
+        out = recipe(name, *args, "--dry-run", "true", "--attn-normalizer", "sparsemax",
+                     "--work-dir", str(tmp_path / "w")).stdout
+        train = _train_line(out)
+        assert [f for f in re.findall(r"(--\S+-attn-normalizer) sparsemax", train)] == flags
+
+
 def test_old_option_spellings_are_aliases(tmp_path):
     work = tmp_path / "w"
     result = recipe("lvm_ssvae", "--stage", "3", "--stop-stage", "3", "--dry-run", "true",

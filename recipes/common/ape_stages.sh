@@ -19,7 +19,8 @@ ape_options() {
   opt share_self_attn true "decoder self-attention is the encoder's"
   opt tie_ctx_attn false "context attention is the decoder's self-attention"
   opt share_ffn false "decoder feed-forward blocks are the encoder's"
-  opt attn_normalizer softmax "normaliser of every attention: softmax, sparsemax, entmax15, alpha_entmax"
+  attention_types
+  opt attn_normalizer softmax "normaliser of every attention type: ${normalizers[*]}"
   opt attn_alpha_init 1.5 "initial alpha of alpha_entmax heads: a number in (1, 2] or random"
   opt criterion label_smoothed_cross_entropy "label_smoothed_cross_entropy or entmax_loss"
   opt label_smoothing 0.1 "for label_smoothed_cross_entropy"
@@ -58,7 +59,7 @@ finish_ape_options() {
   check_choice init bert random
   check_choice decoder_init bert random
   check_choice ctx_attn_init self random
-  check_choice attn_normalizer softmax sparsemax entmax15 alpha_entmax
+  check_choice attn_normalizer "${normalizers[@]}"
   check_choice criterion label_smoothed_cross_entropy entmax_loss cross_entropy
   check_choice device auto cpu cuda
   export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
@@ -77,7 +78,7 @@ ape() { run "$python_bin" -m data_prep.ape "$@"; }
 
 # ape_train DATA SAVE_DIR [EXTRA...]: fairseq-train the bert_ape model on binarised triplets.
 ape_train() {
-  local data=$1 save=$2 extra=(); shift 2
+  local data=$1 save=$2 extra=() flag; shift 2
   [[ $train_from_scratch == true ]] && run rm -rf "$save"
   local weights=pretrained
   [[ $init == random ]] && weights=random
@@ -85,9 +86,8 @@ ape_train() {
     --bert-path "$bert" --bert-weights "$weights" --bert-decoder-init "$decoder_init"
     --bert-ctx-attn-init "$ctx_attn_init" --bert-share-self-attn "$share_self_attn"
     --bert-tie-ctx-attn "$tie_ctx_attn" --bert-share-ffn "$share_ffn"
-    --encoder-attn-normalizer "$attn_normalizer" --decoder-self-attn-normalizer "$attn_normalizer"
-    --decoder-cross-attn-normalizer "$attn_normalizer" --attn-alpha-init "$attn_alpha_init"
-    --criterion "$criterion")
+    --attn-alpha-init "$attn_alpha_init" --criterion "$criterion")
+  for flag in "${attn_flags[@]}"; do cmd+=("$flag" "$attn_normalizer"); done
   case $criterion in
     entmax_loss) cmd+=(--loss-alpha "$loss_alpha") ;;
     label_smoothed_cross_entropy) cmd+=(--label-smoothing "$label_smoothing") ;;

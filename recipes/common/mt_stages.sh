@@ -46,10 +46,12 @@ declare_options() {
   # model and training
   opt task translation_sparse "fairseq task; translation_sparse is translation whose beam search copes with entmax outputs"
   opt arch entmax_transformer "fairseq architecture"
-  opt attn_normalizer "" "if set, the normaliser of all three attention types"
-  opt encoder_attn_normalizer alpha_entmax "softmax, sparsemax, entmax15 or alpha_entmax"
-  opt decoder_self_attn_normalizer alpha_entmax "softmax, sparsemax, entmax15 or alpha_entmax"
-  opt decoder_cross_attn_normalizer alpha_entmax "softmax, sparsemax, entmax15 or alpha_entmax"
+  attention_types
+  opt attn_normalizer "" "if set, the normaliser of every attention type"
+  for i in "${!attn_flags[@]}"; do
+    opt "$(flag_option "${attn_flags[i]}")" alpha_entmax \
+      "normaliser of the ${attn_labels[i]}: ${normalizers[*]}"
+  done
   opt attn_alpha_init random "initial alpha of alpha_entmax heads: a number in (1, 2] or random"
   opt criterion entmax_loss "entmax_loss, label_smoothed_cross_entropy, cross_entropy"
   opt loss_alpha 1.5 "alpha of the entmax loss"
@@ -90,7 +92,7 @@ declare_options() {
 }
 
 finish_options() {
-  local name
+  local name flag
   finish_common_options
   check_int nj vocab_size max_len max_tokens update_freq max_update max_epoch keep_last_epochs \
     beam gen_batch_size log_interval validate_interval_updates seed spm_sample
@@ -100,14 +102,11 @@ finish_options() {
   check_choice device auto cpu cuda
   check_choice log_format simple json tqdm none
   [[ -n $src && -n $tgt ]] || die "--src and --tgt must be set"
-  if [[ -n $attn_normalizer ]]; then
-    encoder_attn_normalizer=$attn_normalizer
-    decoder_self_attn_normalizer=$attn_normalizer
-    decoder_cross_attn_normalizer=$attn_normalizer
-  fi
-  for name in attn_normalizer encoder_attn_normalizer decoder_self_attn_normalizer \
-              decoder_cross_attn_normalizer; do
-    [[ -z ${!name} ]] || check_choice "$name" softmax sparsemax entmax15 alpha_entmax
+  [[ -z $attn_normalizer ]] || check_choice attn_normalizer "${normalizers[@]}"
+  for flag in "${attn_flags[@]}"; do
+    name=$(flag_option "$flag")
+    [[ -z $attn_normalizer ]] || printf -v "$name" '%s' "$attn_normalizer"
+    check_choice "$name" "${normalizers[@]}"
   done
   user_dir=$(absolute "$user_dir")
   checksums=$(absolute "$checksums")
@@ -163,14 +162,15 @@ stage_4() {
 }
 
 train_command() {  # the fairseq-train command line, one word per array element
-  local extra=()
+  local extra=() flag name
   train_cmd=(fairseq-train "$work_dir/bin" --user-dir "$user_dir" --task "$task"
     --source-lang "$src" --target-lang "$tgt" --arch "$arch")
   if [[ $arch == entmax_* ]]; then
-    train_cmd+=(--encoder-attn-normalizer "$encoder_attn_normalizer"
-      --decoder-self-attn-normalizer "$decoder_self_attn_normalizer"
-      --decoder-cross-attn-normalizer "$decoder_cross_attn_normalizer"
-      --attn-alpha-init "$attn_alpha_init")
+    for flag in "${attn_flags[@]}"; do
+      name=$(flag_option "$flag")
+      train_cmd+=("$flag" "${!name}")
+    done
+    train_cmd+=(--attn-alpha-init "$attn_alpha_init")
   fi
   train_cmd+=(--criterion "$criterion")
   case $criterion in

@@ -94,6 +94,42 @@ use_cpu() {  # true when fairseq should get --cpu: --device cpu, or auto on a ma
   [[ $device == cpu ]]
 }
 
+attention_types() {  # attn_flags/attn_labels and normalizers, from the project's one registry
+  # (python -m sparse_seq2seq.registry), cached per version of the registry file
+  local registry=$recipe_root/sparse_seq2seq/registry.py py sum cache tmp line
+  py=${python_bin:-${PYTHON_BIN:-$recipe_root/.venv/bin/python}}
+  [[ -x $py ]] || py=python3
+  sum=$(sha256sum "$registry" | cut -c1-16)
+  cache=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/sparse_seq2seq/registry.$sum
+  if [[ ! -s $cache ]]; then
+    mkdir -p "$(dirname "$cache")"
+    tmp=$(mktemp "$cache.XXXXXX")
+    if ! { PYTHONPATH=$recipe_root "$py" -m sparse_seq2seq.registry --types && echo "--" &&
+           PYTHONPATH=$recipe_root "$py" -m sparse_seq2seq.registry --normalizers; } > "$tmp"; then
+      rm -f "$tmp"
+      die "python -m sparse_seq2seq.registry failed with $py"
+    fi
+    mv -f "$tmp" "$cache"
+  fi
+  attn_flags=() attn_labels=() normalizers=()
+  local part=types key flag label
+  while IFS= read -r line; do
+    if [[ $line == "--" ]]; then part=normalizers; continue; fi
+    if [[ $part == types ]]; then
+      read -r key flag label <<< "$line"
+      attn_flags+=("$flag")
+      attn_labels+=("$label")
+    else
+      normalizers+=("$line")
+    fi
+  done < "$cache"
+}
+
+flag_option() {  # flag_option --some-flag: the option variable of that flag (some_flag)
+  local name=${1#--}
+  echo "${name//-/_}"
+}
+
 # --- running commands ----------------------------------------------------------------------
 
 run() {  # run CMD...: print CMD, then run it unless --dry-run true
