@@ -1,4 +1,4 @@
-"""Table of compare.sh: BLEU/TER per test set (with sacrebleu signatures) and head statistics
+"""Table of compare.sh: BLEU/TER/chrF per test set (with sacrebleu signatures) and head statistics
 per attention normaliser, read from each setting's scores/ and heads/heads.json."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def scores(work: Path) -> Dict[str, Dict[str, str]]:
     for path in sorted((work / "scores").glob("*.txt")):
         text = path.read_text(encoding="utf-8")
         found = {}
-        for metric in ("BLEU", "TER"):
+        for metric in ("BLEU", "TER", "chrF2"):
             m = re.search(rf"^\s*({metric}\|\S+)\s*=\s*([\d.]+)", text, flags=re.M)
             if m:
                 found[metric] = m.group(2)
@@ -57,13 +57,14 @@ def main(argv: List[str]) -> int:
         cells = []
         for test in ("test_2016_flickr", "test_2017_flickr"):
             got = s.get(test, {})
-            cells += [got.get("BLEU", "–"), got.get("TER", "–")]
+            cells += [got.get("BLEU", "–"), got.get("TER", "–"), got.get("chrF2", "–")]
             signatures.update(v for k, v in got.items() if k.endswith("_sig"))
         rows.append(f"| {setting} | " + " | ".join(cells) + f" | {seconds} |")
         h = head_summary(work)
         heads.append(f"| {setting} | {h.get('enc', '–')} | {h.get('dec_self', '–')} | {h.get('dec_cross', '–')} |")
-    print("| attention | BLEU 2016 | TER 2016 | BLEU 2017 | TER 2017 | wall s (stages 5-8) |")
-    print("|---|---|---|---|---|---|")
+    print("| attention | BLEU 2016 | TER 2016 | chrF 2016 | BLEU 2017 | TER 2017 | chrF 2017 "
+          "| wall s (stages 5-8) |")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print()
     print("| attention | encoder self | decoder self | decoder context |")
