@@ -50,8 +50,8 @@ def _key_blocks(pid_m, Tq, Tk, BM: tl.constexpr, BN: tl.constexpr, CAUSAL: tl.co
 def _query_block(Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb,
                  D: tl.constexpr, BM: tl.constexpr):
     """Offsets and base pointers of this program's query block and batch·head."""
-    pid_m = tl.program_id(0)
-    bh = tl.program_id(1)
+    pid_m = tl.program_id(0) % n_qb  # one flat grid: the blocks of a head are neighbours
+    bh = tl.program_id(0) // n_qb
     offs_m = pid_m * BM + tl.arange(0, BM)
     offs_d = tl.arange(0, D)
     row_ok = offs_m < Tq
@@ -227,8 +227,8 @@ def attention_bwd_dkdv(Q, K, V, DO, DK, DV, ALPHA, KPM, TAU, NORM, LIVE, CROW,
                        H, Tq, Tk, n_qb, n_kb, scale,
                        D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                        HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr):
-    pid_n = tl.program_id(0)
-    bh = tl.program_id(1)
+    pid_n = tl.program_id(0) % n_kb
+    bh = tl.program_id(0) // n_kb
     offs_n = pid_n * BN + tl.arange(0, BN)
     offs_d = tl.arange(0, D)
     key_ok = offs_n < Tk

@@ -170,7 +170,7 @@ def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_m
     live = torch.zeros(batch * heads, n_qb, n_kb, device=q.device, dtype=torch.int8)
     kpm = (key_padding_mask.to(torch.int8).contiguous() if key_padding_mask is not None
            else torch.zeros(1, device=q.device, dtype=torch.int8))
-    mod.attention_fwd[(n_qb, batch * heads)](
+    mod.attention_fwd[(n_qb * batch * heads,)](
         q, k, v, out, alpha, kpm, thresh, norm, support, keys, live, heads, tq, tk, n_qb, n_kb,
         scale, STEP_TOL, LIVE_MARGIN, D=dim, KIND=kind, HAS_KPM=key_padding_mask is not None,
         CAUSAL=bool(causal), PREC=_precision(q), MAX_ITER=MAX_ITER, **cfg)
@@ -213,10 +213,10 @@ class SparseAttentionFunction(torch.autograd.Function):
         need_alpha = bool(ctx.needs_input_grad[3])
         galpha = torch.zeros_like(thresh) if need_alpha else crow
         common = dict(D=dim, KIND=kind, HAS_KPM=has_kpm, CAUSAL=causal, PREC=prec, **cfg)
-        mod.attention_bwd_dq[(n_qb, batch * heads)](
+        mod.attention_bwd_dq[(n_qb * batch * heads,)](
             q, k, v, grad_out, dq, alpha, kpm, thresh, norm, live, crow, galpha,
             heads, tq, tk, n_qb, n_kb, scale, NEED_ALPHA=need_alpha, **common)
-        mod.attention_bwd_dkdv[(n_kb, batch * heads)](
+        mod.attention_bwd_dkdv[(n_kb * batch * heads,)](
             q, k, v, grad_out, dk, dv, alpha, kpm, thresh, norm, live, crow,
             heads, tq, tk, n_qb, n_kb, scale, **common)
         grad_alpha = galpha.view(batch, heads, tq).sum((0, 2)) if need_alpha else None
