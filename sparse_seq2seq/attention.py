@@ -174,10 +174,13 @@ class SparseMultiheadAttention(nn.Module):
             key_padding_mask = None
 
         heads = self.num_heads
-        fused = self._fused_path(q, k, v, key_padding_mask, attn_mask, bsz, kv_bsz, tgt_len,
-                                 need_weights or before_softmax)
+        fused = None if before_softmax else self._fused_path(
+            q, k, v, key_padding_mask, attn_mask, bsz, kv_bsz, tgt_len, need_weights)
         if fused is not None:
-            return self.out_proj(fused), None
+            out, weights = fused
+            if weights is not None and not need_head_weights:
+                weights = weights.mean(dim=0)
+            return self.out_proj(out), weights
         if self.encoder_decoder_attention and bsz != kv_bsz:
             scores = torch.einsum("bxhtd,bhsd->bxhts", q.view((kv_bsz, -1, heads) + q.size()[1:]),
                                   k.view((kv_bsz, heads) + k.size()[1:]))
@@ -214,8 +217,8 @@ class SparseMultiheadAttention(nn.Module):
         return attn, weights
 
     # -- the fused kernel ----------------------------------------------------------------
-    def _fused_reason(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor],
-                      need_weights: bool) -> Optional[str]:
+    def _fused_reason(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor]
+                      ) -> Optional[str]:
         """Why this call takes the materialised path (None: the fused kernel runs); the
         reason is said once when the kernel was expected (CUDA) or forced."""
         mode = kernel_mode()
@@ -223,8 +226,8 @@ class SparseMultiheadAttention(nn.Module):
             return "off"
         if mode == "auto" and not q.is_cuda:
             return "cpu"
-        if need_weights or self.keep_attention:
-            return "attention weights were asked for"
+        if self.keep_attention:
+            return "attention probabilities kept for analysis"
         if self.dropout > 0 and self.training:
             return f"attention dropout {self.dropout} in training"
         if attn_mask is not None and not _is_future_mask(attn_mask, q.size(1), k.size(1)):
@@ -233,10 +236,12 @@ class SparseMultiheadAttention(nn.Module):
         return kernel_unavailable_reason(q, k, v)
 
     def _fused_path(self, q, k, v, key_padding_mask, attn_mask, bsz, kv_bsz, tgt_len,
-                    need_weights) -> Optional[Tensor]:
-        """Attention through :func:`sparse_seq2seq.kernels.fused_attention`, (tgt, bsz, embed)
-        before the output projection; None when the materialised path must run."""
-        reason = self._fused_reason(q, k, v, attn_mask, need_weights)
+                    need_weights: bool) -> Optional[Tuple[Tensor, Optional[Tensor]]]:
+        """Attention through :func:`sparse_seq2seq.kernels.fused_attention`: the output
+        (tgt, bsz, embed) before the output projection and, with ``need_weights``, the
+        probabilities (heads, bsz, tgt, src) from the kernel's τ, without gradient; None when
+        the materialised path must run."""
+        reason = self._fused_reason(q, k, v, attn_mask)
         if reason is not None:
             if reason not in ("off", "cpu"):
                 _say_once(reason)
@@ -252,13 +257,20 @@ class SparseMultiheadAttention(nn.Module):
             alpha = float(alpha)
         kpm = key_padding_mask.to(torch.bool) if key_padding_mask is not None else None
         record = getattr(self.normalizer, "record_density", False) and self.training
-        out = fused_attention(q4, k4, v4, alpha, kpm, causal=attn_mask is not None, scale=1.0,
-                              with_density=record, check_alpha=False)
+        causal = attn_mask is not None
+        out, stats = fused_attention(q4, k4, v4, alpha, kpm, causal=causal, scale=1.0,
+                                     with_stats=True, check_alpha=False)
         if record:
-            out, self.normalizer.last_density = out
+            self.normalizer.last_density = stats.density()
         out = out.view(kv_bsz, heads, bsz // kv_bsz, tgt_len, dim).transpose(1, 2)
-        return out.reshape(bsz * heads, tgt_len, dim).transpose(0, 1).reshape(
+        out = out.reshape(bsz * heads, tgt_len, dim).transpose(0, 1).reshape(
             tgt_len, bsz, self.embed_dim)
+        weights = None
+        if need_weights:
+            weights = stats.weights(q4, k4, kpm, causal)  # (kv_bsz, heads, beam·tgt, src)
+            weights = weights.view(kv_bsz, heads, bsz // kv_bsz, tgt_len, -1).transpose(1, 2)
+            weights = weights.reshape(bsz, heads, tgt_len, -1).transpose(0, 1)
+        return out, weights
 
     def _update_cache(self, incremental_state, saved_state, k, v, key_padding_mask, static_kv):
         """Append this step's keys/values (and padding mask) to the cache and return all."""

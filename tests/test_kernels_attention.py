@@ -117,16 +117,22 @@ def test_dead_key_blocks_are_skipped_and_results_unchanged(blocks):
     assert 0 < live.float().mean() < 0.8
 
 
-def test_density_per_head_matches_the_normaliser_statistic(blocks):
+def test_density_and_weights_from_the_kept_rows(blocks):
     from sparse_seq2seq.normalizers import head_density
     blocks(16)
     q, k, v = _inputs(2, 2, 20, 30, 32, seed=4)
     kpm = _padding(2, 30, seed=8)
     alpha = torch.tensor([1.3, 2.0], device=DEVICE)
-    _, density = fa.fused_attention(q, k, v, alpha, kpm, causal=True, with_density=True)
+    _, stats = fa.fused_attention(q, k, v, alpha, kpm, causal=True, with_stats=True)
     scores = fa.masked_scores(q, k, kpm, True, 32 ** -0.5)
     probs = fa.entmax_bisect(scores, alpha.view(1, 2, 1, 1), dim=-1)
-    torch.testing.assert_close(density, head_density(scores, probs))
+    torch.testing.assert_close(stats.density(), head_density(scores, probs))
+    # the probabilities from the kept τ, without a threshold search (fully padded rows too)
+    kpm[1] = True
+    _, stats = fa.fused_attention(q, k, v, alpha, kpm, causal=True, with_stats=True)
+    scores = fa.masked_scores(q, k, kpm, True, 32 ** -0.5)
+    probs = fa.entmax_bisect(scores, alpha.view(1, 2, 1, 1), dim=-1)
+    torch.testing.assert_close(stats.weights(q, k, kpm, causal=True), probs, atol=1e-6, rtol=1e-5)
 
 
 def test_float_alpha_kernels_agree_with_the_general_one(blocks):

@@ -126,6 +126,30 @@ def test_incremental_decoding_with_shared_beam_keys(monkeypatch):
     torch.testing.assert_close(out["triton"], out["off"], atol=1e-5, rtol=1e-5)
 
 
+def test_weights_from_the_fused_path_equal_the_materialised_ones(monkeypatch):
+    """need_weights (fairseq asks for the last layer's context attention) keeps the fused
+    output; the weights come from the kernel's τ: per head and averaged, with beams."""
+    module = _module("alpha_entmax", encoder_decoder_attention=True).eval()
+    module.set_beam_size(2)
+    x = torch.randn(1, 4, EMBED, device=DEVICE)
+    enc = torch.randn(11, 2, EMBED, device=DEVICE).repeat_interleave(2, dim=1)
+    pad = torch.zeros(4, 11, dtype=torch.bool, device=DEVICE)
+    pad[2:, 7:] = True
+    got, calls = {}, []
+    real = fa.SparseAttentionFunction.apply
+    monkeypatch.setattr(fa.SparseAttentionFunction, "apply", lambda *a: calls.append(1) or real(*a))
+    with torch.no_grad():
+        for mode in ("triton", "off"):
+            monkeypatch.setenv(KERNEL_ENV, mode)
+            out, heads = module(x, enc, enc, key_padding_mask=pad, need_head_weights=True)
+            _, mean = module(x, enc, enc, key_padding_mask=pad, need_weights=True)
+            got[mode] = (out, heads, mean)
+    assert len(calls) == 2  # both "triton" calls ran the kernel, the "off" ones did not
+    assert got["triton"][1].shape == (HEADS, 4, 1, 11) and got["triton"][2].shape == (4, 1, 11)
+    for a, b in zip(got["triton"], got["off"]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 def test_fallbacks_are_said_once(monkeypatch):
     monkeypatch.setenv(KERNEL_ENV, "triton")
     monkeypatch.setattr(attention_module, "_WARNED", set())
@@ -140,9 +164,9 @@ def test_fallbacks_are_said_once(monkeypatch):
     x = torch.randn(5, 1, EMBED, device=DEVICE)
     with pytest.warns(UserWarning, match="attention dropout 0.1"):
         module(x, x, x, need_weights=False)
-    module.eval()
-    out, weights = module(x, x, x, need_weights=True)  # weights: the materialised path
-    assert weights.shape == (1, 5, 5)
+    module.keep_attention = True
+    with pytest.warns(UserWarning, match="kept for analysis"):
+        module(x, x, x, need_weights=False)
 
 
 def test_bad_mode_is_refused(monkeypatch):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Optional, Tuple, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -196,11 +196,12 @@ class SparseAttentionFunction(torch.autograd.Function):
                                                    scale, kind)
         ctx.save_for_backward(q, k, v, alpha, kpm, rows["thresh"], rows["norm"], live)
         ctx.meta = (scale, kind, key_padding_mask is not None, bool(causal), _precision(q), cfg)
-        ctx.mark_non_differentiable(rows["support"], rows["keys"])
-        return out, rows["support"], rows["keys"]
+        extras = (rows["support"], rows["keys"], rows["thresh"], rows["norm"])
+        ctx.mark_non_differentiable(*extras)
+        return (out,) + extras
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor, _grad_support, _grad_keys):
+    def backward(ctx, grad_out: Tensor, *_grad_rows):
         mod = _kernels()
         q, k, v, alpha, kpm, thresh, norm, live = ctx.saved_tensors
         scale, kind, has_kpm, causal, prec, cfg = ctx.meta
@@ -225,12 +226,11 @@ class SparseAttentionFunction(torch.autograd.Function):
 
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
                     key_padding_mask: Optional[Tensor] = None, causal: bool = False,
-                    scale: Optional[float] = None, with_density: bool = False,
+                    scale: Optional[float] = None, with_stats: bool = False,
                     check_alpha: bool = True):
     """The Triton path only; raises when it does not apply (see :func:`kernel_unavailable_reason`).
-    With ``with_density``, returns (out, density): per head, the mean over query rows with
-    an unmasked key of the share of unmasked keys in the support. ``check_alpha=False``
-    skips the range check of a tensor α (a device sync) for callers that guarantee it."""
+    With ``with_stats``, returns (out, :class:`RowStats`). ``check_alpha=False`` skips the
+    range check of a tensor α (a device sync) for callers that guarantee it."""
     _check(q, k, v, key_padding_mask)
     reason = kernel_unavailable_reason(q, k, v)
     if reason is not None:
@@ -239,18 +239,43 @@ def fused_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
     alpha_heads, alpha_float = _alpha_per_head(alpha, q.size(1), q.device, check_alpha)
     if key_padding_mask is not None:
         key_padding_mask = key_padding_mask.to(q.device)
-    out, support, keys = SparseAttentionFunction.apply(q, k, v, alpha_heads, key_padding_mask,
-                                                       causal, scale, alpha_float)
-    if not with_density:
+    out, *rows = SparseAttentionFunction.apply(q, k, v, alpha_heads, key_padding_mask, causal,
+                                               scale, alpha_float)
+    if not with_stats:
         return out
-    return out, _density(support.view(q.shape[:3]), keys.view(q.shape[:3]))
+    return out, RowStats(*(r.view(q.shape[:3]) for r in rows), alpha_heads.detach(), scale)
 
 
-def _density(support: Tensor, keys: Tensor) -> Tensor:
-    """Per head (dim 1), the mean over rows with keys of support / keys."""
-    live = keys > 0
-    share = torch.where(live, support / keys.clamp(min=1), torch.zeros((), device=keys.device))
-    return share.sum(dim=(0, 2)) / live.sum(dim=(0, 2)).clamp(min=1)
+class RowStats(NamedTuple):
+    """What the forward kernel keeps per query row (batch, heads, Tq), float32: support size,
+    unmasked keys, τ (in score units) and Σ p before normalisation; α per head; the scale."""
+
+    support: Tensor
+    keys: Tensor
+    thresh: Tensor
+    norm: Tensor
+    alpha: Tensor
+    scale: float
+
+    def density(self) -> Tensor:
+        """Per head, the mean over rows with keys of the share of unmasked keys in the support."""
+        live = self.keys > 0
+        share = torch.where(live, self.support / self.keys.clamp(min=1),
+                            torch.zeros((), device=self.keys.device))
+        return share.sum(dim=(0, 2)) / live.sum(dim=(0, 2)).clamp(min=1)
+
+    def weights(self, q: Tensor, k: Tensor, key_padding_mask: Optional[Tensor] = None,
+                causal: bool = False) -> Tensor:
+        """The attention probabilities (batch, heads, Tq, Tk), float32, without gradient:
+        p = [1 + (α−1)(s − τ)]_+^{1/(α−1)} / Σ p from the kept τ (no threshold search)."""
+        with torch.no_grad():
+            scores = masked_scores(q, k, key_padding_mask, causal, self.scale)
+            am1 = (self.alpha - 1).view(1, -1, 1, 1)
+            base = (1 + am1 * (scores - self.thresh[..., None])).clamp_(min=0)
+            p = base.pow_(1 / am1)
+            live = self.norm > 0
+            return p.div_(torch.where(live, self.norm, 1.0)[..., None]).masked_fill_(
+                ~live[..., None], 0.0)
 
 
 def sparse_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
