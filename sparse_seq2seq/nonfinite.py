@@ -8,8 +8,8 @@
 * A row that is entirely −inf (fully masked) gives zeros (the backends do this themselves),
   and −inf entries of other rows get exact zeros.
 
-Rows with NaN or +inf are found with one reduction over the scores (the largest score is NaN
-or +inf exactly when some row has one); the backends then see those rows replaced by zeros,
+Rows with NaN or +inf are found with one reduction over the scores (their sum is NaN or +inf
+when some row has one); the backends then see those rows replaced by zeros,
 and their outputs are replaced by the rule's.
 """
 from __future__ import annotations
@@ -32,11 +32,14 @@ def find(X: torch.Tensor, dim: int) -> Optional[BadRows]:
     """The rows of X along ``dim`` that hold NaN or +inf; None when there are none."""
     if X.numel() == 0:
         return None
-    top = float(X.detach().amax())  # NaN if any entry is NaN
-    if not (math.isnan(top) or top == math.inf):
+    # the sum is NaN or +inf whenever some entry is NaN or +inf (−inf masks only pull it
+    # down); a sum that overflowed on finite scores is caught by the row test below
+    total = float(X.detach().sum())
+    if not (math.isnan(total) or total == math.inf):
         return None
     nan = X.isnan().any(dim, keepdim=True)
-    return BadRows(nan, X.isposinf().any(dim, keepdim=True) & ~nan)
+    posinf = X.isposinf().any(dim, keepdim=True) & ~nan
+    return BadRows(nan, posinf) if bool((nan | posinf).any()) else None
 
 
 def limit(X: torch.Tensor, dim: int, bad: BadRows) -> torch.Tensor:

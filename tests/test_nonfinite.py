@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import sparse_seq2seq as ss
-from sparse_seq2seq import fused, native
+from sparse_seq2seq import fused, native, nonfinite
 from sparse_seq2seq.attention import SparseMultiheadAttention
 
 NAN, INF = math.nan, math.inf
@@ -211,3 +211,10 @@ def test_attention_nan_query_gives_nan_in_that_row_only(normalizer):
     assert torch.isnan(weights[:, 1, 3]).all()              # (heads, bsz, tgt, src)
     assert torch.equal(weights[:, 1, :3, 5:], torch.zeros(4, 3, 2))  # masked keys: exact zeros
     assert torch.equal(clean_w[:, 1, :, 5:], torch.zeros(4, 5, 2))
+
+
+def test_finite_scores_whose_sum_overflows_are_not_taken_for_inf():
+    X = torch.tensor([[3e38, 3e38, 0.0], [1.0, 2.0, -INF]])
+    assert float(X.sum()) == INF
+    assert nonfinite.find(X, -1) is None
+    torch.testing.assert_close(ss.sparsemax(X), torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]]))
