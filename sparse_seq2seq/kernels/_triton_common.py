@@ -83,5 +83,7 @@ def newton_update(tau, lo, hi, total, slope_sum, am1, done, tol):
     new_tau = tl.where(inside, new_tau, 0.5 * (lo + hi))
     moved = tl.abs(new_tau - tau)
     new_tau = tl.where(done, tau, new_tau)
-    done = done | (moved <= tol * (1.0 + tl.abs(new_tau))) | (f == 0.0)
+    # stop when the step is below tol, or the mass is within 2·tol of one: the step just
+    # taken then leaves |Σp − 1| ≈ f² (quadratic convergence), so no pass is spent to confirm
+    done = done | (moved <= tol * (1.0 + tl.abs(new_tau))) | (tl.abs(f) <= 2.0 * tol)
     return new_tau, lo, hi, done
