@@ -6,6 +6,10 @@ it is ∂H_α/∂α at p (Danskin). Same functions and modules as the ``entmax``
 ``ignore_index`` that may be any integer (negative too) and ``reduction`` in
 {"none", "sum", "mean", "elementwise_mean"}.
 
+Every loss function takes scores X (..., n_classes), floating point (float16/bfloat16 computed in
+float32), and gold class indices target (...), int64 or int32 in [0, n_classes), and returns the
+loss per row, shape (...), in X's dtype, ≥ 0, with gradient p − e_y in X.
+
 NaN scores give a NaN loss (and gradient). A row with +inf scores gives the loss's limit (it is
 invariant to shifting the scores): H_α(p) with p uniform on the +inf entries when the gold is
 one of them (0 when it is the only one), +inf when it is not; the gradient p − e_y stays finite.
@@ -114,13 +118,8 @@ def sparsemax_loss(X: torch.Tensor, target: torch.Tensor, k: Optional[int] = Non
     """Sparsemax loss L(x; y) = pᵀx − x_y + ½(1 − ‖p‖²), p = sparsemax(x) (Martins &
     Astudillo 2016, eq. 18; the Fenchel–Young loss of α = 2).
 
-    Args:
-        X: scores (..., n_classes), floating point (float16/bfloat16 computed in float32).
-        target: gold class indices (...), int64 or int32, in [0, n_classes).
+    Args (X, target and the result as in the module docstring):
         k: accepted for the package's signature; checked and unused.
-
-    Returns:
-        the loss per row, shape (...), X's dtype, ≥ 0; gradient in X is p − e_y.
     """
     check_k(k)
     return _fy_loss(X, target, 2.0, sparsemax)
@@ -130,13 +129,8 @@ def entmax15_loss(X: torch.Tensor, target: torch.Tensor, k: Optional[int] = None
     """1.5-entmax loss L(x; y) = pᵀx − x_y + H_{1.5}(p), p = entmax15(x) (Peters, Niculae &
     Martins 2019, eq. 11 at α = 1.5; H_α(p) = (1 − Σ p_i^α)/(α(α−1))).
 
-    Args:
-        X: scores (..., n_classes), floating point (float16/bfloat16 computed in float32).
-        target: gold class indices (...), int64 or int32, in [0, n_classes).
+    Args (X, target and the result as in the module docstring):
         k: accepted for the package's signature; checked and unused.
-
-    Returns:
-        the loss per row, shape (...), X's dtype, ≥ 0; gradient in X is p − e_y.
     """
     check_k(k)
     return _fy_loss(X, target, 1.5, entmax15)
@@ -146,13 +140,8 @@ def sparsemax_bisect_loss(X: torch.Tensor, target: torch.Tensor, n_iter: int = 5
     """The sparsemax loss (:func:`sparsemax_loss`); the package computes its sparsemax by
     bisection, ours exactly.
 
-    Args:
-        X: scores (..., n_classes), floating point (float16/bfloat16 computed in float32).
-        target: gold class indices (...), int64 or int32, in [0, n_classes).
+    Args (X, target and the result as in the module docstring):
         n_iter: accepted and ignored, as by the package (a non-negative integer or None).
-
-    Returns:
-        the loss per row, shape (...), X's dtype, ≥ 0; gradient in X is p − e_y.
     """
     check_n_iter(n_iter, ignored=True)
     return _fy_loss(X, target, 2.0, sparsemax)
@@ -164,15 +153,10 @@ def entmax_bisect_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha = 1.5
     entropy H_α(p) = (1 − Σ p_i^α)/(α(α−1)) (Shannon at α = 1; Peters, Niculae & Martins 2019,
     eq. 11).
 
-    Args:
-        X: scores (..., n_classes), floating point (float16/bfloat16 computed in float32).
-        target: gold class indices (...), int64 or int32, in [0, n_classes).
+    Args (X, target and the result as in the module docstring):
         alpha: α > 0, a number or a tensor with one α per row ((..., 1), or broadcastable to
             it); a tensor that requires grad gets ∂L/∂α = ∂H_α(p)/∂α (Danskin).
         n_iter: the most Newton iterations for the mapping's threshold.
-
-    Returns:
-        the loss per row, shape (...), X's dtype, ≥ 0; gradient in X is p − e_y.
     """
     n_iter = check_n_iter(n_iter)
     check_input(X, -1)
@@ -181,8 +165,16 @@ def entmax_bisect_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha = 1.5
 
 
 class _FYLoss(nn.Module):
-    """A Fenchel–Young loss module: per-row losses, rows whose target is ``ignore_index`` left
-    out (they count 0 and do not enter the mean), reduced by ``reduction``."""
+    """A Fenchel–Young loss module: per-row losses reduced over the rows.
+
+    Args:
+        ignore_index: target value whose rows are left out (any integer, negative too; an
+            integer tensor or numpy scalar is taken as well, as by ``torch.nn`` losses).
+        reduction: "none" (per row, ignored rows 0), "sum", or "mean" / "elementwise_mean"
+            (sum over the rows not ignored divided by their number).
+
+    Called with X (..., n_classes) and target (...), it returns a scalar, or (...) for "none".
+    """
 
     def __init__(self, ignore_index: int = -100, reduction: str = "elementwise_mean"):
         super().__init__()
@@ -206,17 +198,8 @@ class _FYLoss(nn.Module):
 
 
 class SparsemaxLoss(_FYLoss):
-    """Module form of :func:`sparsemax_loss`.
-
-    Args:
-        k: accepted for the package's signature; checked and unused.
-        ignore_index: target value whose rows are left out (any integer, negative too; an
-            integer tensor or numpy scalar is taken as well, as by ``torch.nn`` losses).
-        reduction: "none" (per row, ignored rows 0), "sum", or "mean" / "elementwise_mean"
-            (sum over the rows not ignored divided by their number).
-
-    Call with X (..., n_classes) and target (...); returns a scalar, or (...) for "none".
-    """
+    """Module form of :func:`sparsemax_loss` (``k`` checked and unused); ``ignore_index`` and
+    ``reduction`` as in :class:`_FYLoss`. Call with X (..., n_classes) and target (...)."""
 
     def __init__(self, k: Optional[int] = None, ignore_index: int = -100,
                  reduction: str = "elementwise_mean"):
@@ -229,17 +212,9 @@ class SparsemaxLoss(_FYLoss):
 
 
 class Entmax15Loss(_FYLoss):
-    """Module form of :func:`entmax15_loss`.
-
-    Args:
-        k: accepted (default 100, as in the package), checked and unused.
-        ignore_index: target value whose rows are left out (any integer, negative too; an
-            integer tensor or numpy scalar is taken as well, as by ``torch.nn`` losses).
-        reduction: "none" (per row, ignored rows 0), "sum", or "mean" / "elementwise_mean"
-            (sum over the rows not ignored divided by their number).
-
-    Call with X (..., n_classes) and target (...); returns a scalar, or (...) for "none".
-    """
+    """Module form of :func:`entmax15_loss` (``k``, 100 by default as in the package, checked
+    and unused); ``ignore_index`` and ``reduction`` as in :class:`_FYLoss`. Call with
+    X (..., n_classes) and target (...)."""
 
     def __init__(self, k: Optional[int] = 100, ignore_index: int = -100,
                  reduction: str = "elementwise_mean"):
@@ -252,17 +227,9 @@ class Entmax15Loss(_FYLoss):
 
 
 class SparsemaxBisectLoss(_FYLoss):
-    """Module form of :func:`sparsemax_bisect_loss`.
-
-    Args:
-        n_iter: accepted and ignored.
-        ignore_index: target value whose rows are left out (any integer, negative too; an
-            integer tensor or numpy scalar is taken as well, as by ``torch.nn`` losses).
-        reduction: "none" (per row, ignored rows 0), "sum", or "mean" / "elementwise_mean"
-            (sum over the rows not ignored divided by their number).
-
-    Call with X (..., n_classes) and target (...); returns a scalar, or (...) for "none".
-    """
+    """Module form of :func:`sparsemax_bisect_loss` (``n_iter`` accepted and ignored);
+    ``ignore_index`` and ``reduction`` as in :class:`_FYLoss`. Call with X (..., n_classes)
+    and target (...)."""
 
     def __init__(self, n_iter: int = 50, ignore_index: int = -100,
                  reduction: str = "elementwise_mean"):
@@ -275,18 +242,10 @@ class SparsemaxBisectLoss(_FYLoss):
 
 
 class EntmaxBisectLoss(_FYLoss):
-    """Module form of :func:`entmax_bisect_loss`.
-
-    Args:
-        alpha: α > 0, a number or a tensor with one α per row (trainable if it requires grad).
-        n_iter: the most Newton iterations for the mapping's threshold.
-        ignore_index: target value whose rows are left out (any integer, negative too; an
-            integer tensor or numpy scalar is taken as well, as by ``torch.nn`` losses).
-        reduction: "none" (per row, ignored rows 0), "sum", or "mean" / "elementwise_mean"
-            (sum over the rows not ignored divided by their number).
-
-    Call with X (..., n_classes) and target (...); returns a scalar, or (...) for "none".
-    """
+    """Module form of :func:`entmax_bisect_loss`: ``alpha`` a number or a tensor with one α per
+    row (trained when it requires grad), at most ``n_iter`` Newton iterations;
+    ``ignore_index`` and ``reduction`` as in :class:`_FYLoss`. Call with X (..., n_classes)
+    and target (...)."""
 
     def __init__(self, alpha: Alpha = 1.5, n_iter: int = 50, ignore_index: int = -100,
                  reduction: str = "elementwise_mean"):

@@ -37,36 +37,35 @@ __all__ = [
 ]
 
 
-class SparsemaxFunction(torch.autograd.Function):
+class _FixedAlphaFunction(torch.autograd.Function):
+    """A mapping without parameters (``kind`` of :data:`.backends.KINDS`), forward and backward
+    through the backends."""
+
+    kind = ""
+
+    @classmethod
+    def forward(cls, ctx, X: torch.Tensor, dim: int) -> torch.Tensor:
+        p = backends.forward(cls.kind, X, dim)
+        ctx.dim = dim
+        ctx.save_for_backward(p)
+        return p
+
+    @classmethod
+    def backward(cls, ctx, grad: torch.Tensor):
+        (p,) = ctx.saved_tensors
+        return backends.backward(cls.kind, p, grad, ctx.dim)[0], None
+
+
+class SparsemaxFunction(_FixedAlphaFunction):
     """sparsemax(x) = argmin_{p∈Δ} ‖p − x‖² (Martins & Astudillo 2016, eq. 2)."""
 
-    @staticmethod
-    def forward(ctx, X: torch.Tensor, dim: int) -> torch.Tensor:
-        p = backends.forward("sparsemax", X, dim)
-        ctx.dim = dim
-        ctx.save_for_backward(p)
-        return p
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (p,) = ctx.saved_tensors
-        return backends.backward("sparsemax", p, grad, ctx.dim)[0], None
+    kind = "sparsemax"
 
 
-class Entmax15Function(torch.autograd.Function):
+class Entmax15Function(_FixedAlphaFunction):
     """1.5-entmax: p_i = [x_i/2 − τ]_+² (Peters, Niculae & Martins 2019, eq. 10)."""
 
-    @staticmethod
-    def forward(ctx, X: torch.Tensor, dim: int) -> torch.Tensor:
-        p = backends.forward("entmax15", X, dim)
-        ctx.dim = dim
-        ctx.save_for_backward(p)
-        return p
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (p,) = ctx.saved_tensors
-        return backends.backward("entmax15", p, grad, ctx.dim)[0], None
+    kind = "entmax15"
 
 
 class EntmaxBisectFunction(torch.autograd.Function):
