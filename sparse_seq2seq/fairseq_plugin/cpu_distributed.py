@@ -17,6 +17,12 @@ Several machines: ``--nnodes``, ``--node-rank``, ``--master-addr``, ``--master-p
 Under ``torchrun`` (``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` set) it runs the one process
 torchrun started and rendezvouses through ``env://``.
 
+Each rank prints ``| rank R: process PID`` as it starts. If a rank dies (killed, out of
+memory, an error), the launcher stops the other ranks of its machine (SIGTERM, SIGKILL 30 s
+later) and exits non-zero after the rank's traceback, if it raised one, and a line per rank
+that did not finish: ``cpu_distributed: rank R (process PID) was killed by SIGKILL`` (or
+``exited with code C``).
+
 At the end every rank hashes its parameters and rank 0 reports whether all replicas agree;
 ``--save-replicas DIR`` also writes each rank's parameters before the first update
 (``rank<R>_init.pt``) and after training (``rank<R>.pt``).
@@ -27,6 +33,7 @@ import argparse
 import hashlib
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -34,6 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
+from torch.multiprocessing.spawn import ProcessException, ProcessRaisedException
 
 logger = logging.getLogger("sparse_seq2seq.cpu_distributed")
 
@@ -173,8 +181,10 @@ def run_rank(local_rank: int, cfg, start_rank: int, threads: int, save_dir: Opti
     from fairseq_cli import train
 
     torch.set_num_threads(threads)
-    recorder = ReplicaRecorder(save_dir)
     spawned = cfg.distributed_training.distributed_rank is None
+    rank = start_rank + local_rank if spawned else cfg.distributed_training.distributed_rank
+    print(f"| rank {rank}: process {os.getpid()}", flush=True)
+    recorder = ReplicaRecorder(save_dir)
     distributed_utils.distributed_main(local_rank, train.main, cfg,
                                        {"start_rank": start_rank} if spawned else {})
     agree = recorder.finish()
@@ -201,8 +211,37 @@ def launch(opts: argparse.Namespace, train_flags: List[str]) -> None:
     cfg = build_config(train_flags, world_size, f"tcp://{opts.master_addr}:{port}")
     cfg.distributed_training.distributed_rank = None  # distributed_main: start_rank + local rank
     threads = opts.threads_per_proc or max(1, cores // opts.nprocs)
-    torch.multiprocessing.spawn(run_rank, nprocs=opts.nprocs, join=True,
-                                args=(cfg, opts.node_rank * opts.nprocs, threads, opts.save_replicas))
+    start_rank = opts.node_rank * opts.nprocs
+    ranks = torch.multiprocessing.spawn(run_rank, nprocs=opts.nprocs, join=False,
+                                        args=(cfg, start_rank, threads, opts.save_replicas))
+    try:  # join stops the other processes (SIGTERM, then SIGKILL) once one fails
+        while not ranks.join():
+            pass
+    except ProcessException as failure:
+        raise SystemExit(failure_report(failure, ranks.processes, start_rank)) from None
+
+
+def failure_report(failure: ProcessException, processes: Sequence, start_rank: int) -> str:
+    """The launcher's last words when a rank failed: the traceback it raised, if any, then how
+    every rank that did not finish ended (all are stopped by now)."""
+    lines = []
+    if isinstance(failure, ProcessRaisedException):
+        lines.append((failure.msg.partition("error:\n")[2] or failure.msg).rstrip())
+    for index, process in enumerate(processes):
+        code = process.exitcode
+        if code:
+            how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+            lines.append(f"cpu_distributed: rank {start_rank + index} (process {process.pid}) {how}")
+    lines.append(f"cpu_distributed: rank {start_rank + failure.error_index} failed; "
+                 "the launcher stopped the ranks of this machine")
+    return "\n".join(lines)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
