@@ -1,7 +1,8 @@
 """A rank that dies ends the whole data-parallel run.
 
 Two gloo ranks train ``entmax_transformer_tiny`` on a slice of Multi30k with far more updates
-than the test waits for; once both are updating, rank 1 is killed with SIGKILL. The launcher
+than the test waits for; once both are updating, one rank is killed with SIGKILL (rank 0,
+which also holds the rendezvous store, or rank 1). The launcher
 must then exit non-zero within a bounded time, name the dead rank and how it died, and leave
 none of its processes (the other rank, multiprocessing's helpers) running.
 """
@@ -24,7 +25,6 @@ from fairseq_helpers import DATA_MIRROR, REPO, TRAIN_FLAGS, command_env, make_co
 
 START_TIMEOUT = 180  # seconds until both ranks are updating (imports dominate on a busy machine)
 EXIT_TIMEOUT = 45  # spawn's join waits up to 30 s for SIGTERM before it sends SIGKILL
-VICTIM = 1
 
 
 def process_start(pid: int) -> Optional[int]:
@@ -63,8 +63,9 @@ def data_bin(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("victim_rank", [0, 1])
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")
-def test_killed_rank_ends_the_run_and_leaves_no_process(data_bin, tmp_path):
+def test_killed_rank_ends_the_run_and_leaves_no_process(data_bin, tmp_path, victim_rank):
     log_path = tmp_path / "launcher.log"
     cmd = [sys.executable, "-m", "sparse_seq2seq.fairseq_plugin.cpu_distributed", "--nprocs", "2",
            "--threads-per-proc", "1", "--", str(data_bin), *TRAIN_FLAGS, "--max-tokens", "150",
@@ -88,18 +89,18 @@ def test_killed_rank_ends_the_run_and_leaves_no_process(data_bin, tmp_path):
 
         family = descendants(launcher.pid)  # the ranks and multiprocessing's resource tracker
         assert set(rank_pids.values()) <= set(family), (rank_pids, family)
-        victim = rank_pids[VICTIM]
+        victim = rank_pids[victim_rank]
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
         try:
             returncode = launcher.wait(timeout=EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the launcher still runs {EXIT_TIMEOUT} s after rank {VICTIM} was killed:\n"
+            pytest.fail(f"the launcher still runs {EXIT_TIMEOUT} s after rank {victim_rank} was killed:\n"
                         f"{log_path.read_text(errors='replace')[-4000:]}")
         exit_seconds = time.monotonic() - killed_at
         log = log_path.read_text(errors="replace")
         assert returncode != 0, log[-4000:]
-        assert f"cpu_distributed: rank {VICTIM} (process {victim}) was killed by SIGKILL" in log, log[-4000:]
+        assert f"cpu_distributed: rank {victim_rank} (process {victim}) was killed by SIGKILL" in log, log[-4000:]
 
         # helpers that outlive the launcher get a moment to see their pipe close
         alive = {pid for pid, start in family.items() if process_start(pid) == start}
