@@ -261,10 +261,12 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     are removed and nothing half-written replaces an output.
     """
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop)
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         args.func(args)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
