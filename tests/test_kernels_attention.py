@@ -172,6 +172,27 @@ def test_dispatch_and_errors():
         sparse_attention(q, k[:, :1], v, 1.5)
 
 
+def test_nan_and_inf_follow_the_library_rule():
+    """A NaN in a query gives that query's row NaN and leaves the others as they were; +inf
+    in a query takes the limit (mass on its +inf scores), as the materialised path does."""
+    q, k, v = _inputs(1, 2, 7, 9, 32, seed=4)
+    q, k, v = q.detach(), k.detach(), v.detach()
+    clean = sparse_attention(q, k, v, _heads_alpha([1.5, 1.3]))
+    for bad in (float("nan"), float("inf")):
+        q_bad = q.clone()
+        q_bad[0, 0, 3, 5] = bad
+        assert "NaN or" in fa.kernel_unavailable_reason(q_bad, k, v)
+        out = sparse_attention(q_bad, k, v, _heads_alpha([1.5, 1.3]))
+        torch.testing.assert_close(out, fa.materialised_attention(q_bad, k, v, _heads_alpha([1.5, 1.3])),
+                                   equal_nan=True)
+        others = torch.ones_like(out, dtype=torch.bool)
+        others[0, 0, 3] = False
+        torch.testing.assert_close(out[others], clean[others])
+        assert bool(out[0, 0, 3].isnan().all()) == (bad != bad)
+        if bad == bad:
+            assert bool(torch.isfinite(out[0, 0, 3]).all())
+
+
 def test_importing_the_library_does_not_import_triton():
     code = ("import sys, sparse_seq2seq, sparse_seq2seq.kernels, sparse_seq2seq.attention; "
             "assert 'triton' not in sys.modules, 'triton imported'")

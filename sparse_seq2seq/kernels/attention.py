@@ -58,6 +58,9 @@ def kernel_unavailable_reason(q: Tensor, k: Tensor, v: Tensor) -> Optional[str]:
         return f"dtype {q.dtype} (q), {k.dtype} (k), {v.dtype} (v) is not one of float32/16, bfloat16"
     if _kernels() is None:
         return _KERNELS["error"]
+    if not all(bool(torch.isfinite(t).all()) for t in (q, k, v)):
+        # the materialised path applies the library's rule: NaN → NaN row, +inf → its limit
+        return "q, k or v holds NaN or ±inf"
     return None
 
 
