@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_ape_data import triplets
-from test_bert_checkpoint import tiny_bert
+from ape_helpers import tiny_bert, triplets
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

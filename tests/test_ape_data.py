@@ -14,24 +14,13 @@ from data_prep.ape.binarize import binarize
 from data_prep.ape.synthetic_triplets import assemble, make_folds
 from data_prep.ape.triplets import check_triplets, mix, read_triplets, statistics, write_triplets
 
+from ape_helpers import ROWS, tiny_bert, triplets
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def triplets(prefix: Path, rows: list[tuple[str, str, str]]) -> Path:
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    for j, side in enumerate(("src", "mt", "pe")):
-        Path(f"{prefix}.{side}").write_text("".join(r[j] + "\n" for r in rows), encoding="utf-8")
-    return prefix
-
-
-ROWS = [("the cat sat", "die katze sitzt", "die katze sitzt ."),
-        ("a dog", "ein hund", "ein hund"),
-        ("the dog sat", "der hund sitzt", "der hund sitzt")]
 
 
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory) -> Path:
-    from test_bert_checkpoint import tiny_bert
     return tiny_bert(tmp_path_factory.mktemp("ape_data") / "bert", positions=12)
 
 

@@ -20,8 +20,7 @@ import sparse_seq2seq.fairseq_plugin  # noqa: E402,F401  (registration)
 from data_prep.ape.binarize import binarize  # noqa: E402
 from sparse_seq2seq.attention import SparseMultiheadAttention  # noqa: E402
 from sparse_seq2seq.fairseq_plugin.ape_task import WordPieceDictionary, WordPieceJoiner  # noqa: E402
-from test_ape_data import ROWS, triplets  # noqa: E402
-from test_bert_checkpoint import tiny_bert, tiny_vocabulary  # noqa: E402
+from ape_helpers import ROWS, tiny_bert, tiny_vocabulary, triplets  # noqa: E402
 
 
 @pytest.fixture(scope="module")

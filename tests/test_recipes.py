@@ -6,10 +6,8 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -17,40 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.samples import head
+from recipe_helpers import MIRROR, RECIPES, REPO, SLICE_ARGS, needs_mirror, recipe, sliced  # noqa: F401
 
 pytestmark = pytest.mark.slow  # every test here runs a recipe (bash, python -m data_prep, fairseq)
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes"
-MIRROR = Path(os.environ.get("DATA_MIRROR") or REPO.parent / "shared" / "data")
-if not MIRROR.is_absolute():
-    MIRROR = (REPO / MIRROR).resolve()
-M30K = MIRROR / "multi30k"
-needs_mirror = pytest.mark.skipif(not M30K.is_dir(), reason="no Multi30k in DATA_MIRROR")
 PAPER = ["iwslt17_de_en", "kftt_ja_en", "wmt16_ro_en", "wmt14_en_de"]
 ALL = ["multi30k_de_en"] + PAPER
-
-
-def recipe(name: str, *args: str, env: dict | None = None, script: str = "run.sh",
-           timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run a recipe with a clean environment (plus ``env``) and this test's Python."""
-    clean = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
-             "PYTHON_BIN": sys.executable, "DEVICE": "cpu", "NJ": "1"}
-    clean.update(env or {})
-    with subprocess.Popen(["bash", str(RECIPES / name / script), *args], cwd=REPO, env=clean,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True) as proc:
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # fairseq's processes too, not only bash
-            raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def _real_lines(name: str, lang: str, count: int) -> list[str]:
-    return head(M30K / f"{name}.{lang}.gz", count)
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -293,28 +263,6 @@ def test_multi30k_download_stage_reads_the_mirror(tmp_path):
     again = recipe("multi30k_de_en", "--stage", "1", "--stop-stage", "1", "--work-dir", str(work),
                    env={"DATA_MIRROR": str(MIRROR)})
     assert "up to date" in again.stdout
-
-
-SLICE = {"train": ("train", 400), "valid": ("val", 40), "test_2016_flickr": ("test_2016_flickr", 30)}
-SLICE_ARGS = ("--vocab-size", "300", "--test-sets", "test_2016_flickr")
-
-
-@pytest.fixture(scope="module")
-def sliced(tmp_path_factory) -> Path:
-    """A work folder whose raw/ holds slices of Multi30k, taken through stages 2-4."""
-    if not M30K.is_dir():
-        pytest.skip("no Multi30k in DATA_MIRROR")
-    work = tmp_path_factory.mktemp("m30k") / "w"
-    (work / "raw").mkdir(parents=True)
-    for split, (name, count) in SLICE.items():
-        for lang in ("de", "en"):
-            lines = _real_lines(name, lang, count)
-            (work / "raw" / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = recipe("multi30k_de_en", "--stage", "2", "--stop-stage", "4", "--work-dir", str(work),
-                    *SLICE_ARGS)
-    assert result.returncode == 0, result.stdout + result.stderr
-    work.joinpath("stages_2_4.log").write_text(result.stdout)
-    return work
 
 
 def test_multi30k_data_stages_tokenise_segment_and_binarise(sliced):
