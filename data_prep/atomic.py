@@ -10,11 +10,26 @@ from typing import Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+PARTIAL = ".partial"  # the end of every temporary name
+
+
+def _temp_prefix(path: Path) -> str:
+    """The start of a temporary name for ``path``: ``.NAME.``, then a random part and ``.partial``.
+
+    A target that is itself a temporary name (``.NAME.partial``, ``NAME.partial``: a recipe
+    stage's output folder written aside) gives the prefix of ``NAME``, so that every temporary
+    name carries ``.partial`` once.
+    """
+    name = path.name
+    if name.endswith(PARTIAL) and len(name) > len(PARTIAL):
+        name = name[:-len(PARTIAL)]
+        name = name[1:] if name.startswith(".") and len(name) > 1 else name
+    return f".{name}."
 
 
 def _temp_beside(path: Path, directory: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix, suffix = f".{path.name}.", ".partial"
+    prefix, suffix = _temp_prefix(path), PARTIAL
     if directory:
         temp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
         os.chmod(temp, 0o777 & ~_UMASK)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -131,15 +132,18 @@ def _session_processes(sid: int) -> list[str]:
     return found
 
 
-def _terminate_when_preprocess_runs(proc: subprocess.Popen) -> None:
+def _terminate_when_preprocess_runs(proc: subprocess.Popen, watch: Path | None = None) -> list[str]:
+    """SIGTERM once fairseq-preprocess runs; return the temporary names then below ``watch``."""
     deadline = time.time() + 120
     while not any("preprocess" in c for c in _session_processes(proc.pid)):
         assert proc.poll() is None, "the command ended before fairseq-preprocess started"
         assert time.time() < deadline, "fairseq-preprocess never started"
         time.sleep(0.05)
     time.sleep(1.0)  # inside fairseq-preprocess
+    seen = sorted(p.name for p in watch.rglob("*") if ".partial" in p.name) if watch else []
     os.kill(proc.pid, signal.SIGTERM)  # the parent only, as a scheduler or a user would
     proc.wait(timeout=60)
+    return seen
 
 
 def _no_process_left(sid: int) -> list[str]:
@@ -178,11 +182,36 @@ def test_sigterm_during_a_recipe_stage_stops_everything_and_keeps_the_earlier_ou
                              "--stop-stage", "4", "--force", "true", "--work-dir", str(work),
                              *SLICE_ARGS], cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _terminate_when_preprocess_runs(proc)
+    seen = _terminate_when_preprocess_runs(proc, watch=work)
+    # the stage's folder written aside, and data_prep's temporary folder for it: .partial once
+    assert len(seen) == 2 and seen[0] == ".bin.partial", seen
+    assert re.fullmatch(r"\.bin\.[a-z0-9_]{8}\.partial", seen[1]), seen
     assert proc.returncode == 143
     assert "stopped by SIGTERM" in proc.stderr.read().decode()
     assert _no_process_left(proc.pid) == []
     assert snapshot(work / "bin") == before and partials(work) == []
+
+
+def test_run_to_writes_beside_its_file_under_one_partial_suffix(tmp_path):
+    """run_to FILE writes DIR/.NAME.<random>.partial (the names of data_prep.atomic); FILE in
+    a folder written aside, or aside itself (DIR/.NAME.partial), gets .partial once."""
+    script = """source recipes/common/stages.sh
+    work_dir=$1 dry_run=false
+    mkdir -p "$(aside gen)"
+    run_to "$(aside gen)/test.out" ls -a "$(aside gen)"
+    run_to "$(aside scores)" ls -a "$work_dir"
+    run_to "$work_dir/bad" false || echo "failed: $?"
+    """
+    result = subprocess.run(["bash", "-c", script, "bash", str(tmp_path)], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "failed: 1"
+    gen = [n for n in (tmp_path / ".gen.partial" / "test.out").read_text().split() if n not in (".", "..")]
+    assert len(gen) == 1 and re.fullmatch(r"\.test\.out\.\w{6}\.partial", gen[0]), gen
+    listing = [n for n in (tmp_path / ".scores.partial").read_text().split() if n not in (".", "..")]
+    assert listing[0] == ".gen.partial" and re.fullmatch(r"\.scores\.\w{6}\.partial", listing[1]), listing
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gen.partial", ".scores.partial"]
+    assert os.listdir(tmp_path / ".gen.partial") == ["test.out"]
 
 
 # --- whole recipe stages ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 fairseq-generate output and fairseq-preprocess; bad input fails loudly and leaves nothing."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -71,6 +72,30 @@ def test_atomic_dir_replaces_a_folder_only_on_success(tmp_path):
             raise ValueError
     assert sorted(p.name for p in target.iterdir()) == ["a"]
     assert leftovers(tmp_path) == []
+
+
+TEMP = r"[a-z0-9_]{8}"  # the random part tempfile puts in a name
+
+
+def test_temporary_names_carry_partial_once(tmp_path):
+    """A target already written aside (``.bin.partial``: a recipe stage's output folder) gets
+    the temporary names of ``bin``, not ``..bin.partial.<random>.partial``."""
+    aside = tmp_path / ".bin.partial"
+    aside.mkdir()
+    (aside / "stale").write_text("x")
+    with atomic_paths(tmp_path / "out.txt", tmp_path / "foo.bin.partial") as temps:
+        names = [temp.name for temp in temps]
+        assert re.fullmatch(rf"\.out\.txt\.{TEMP}\.partial", names[0]), names
+        assert re.fullmatch(rf"\.foo\.bin\.{TEMP}\.partial", names[1]), names
+        for temp in temps:
+            temp.write_text("new\n")
+    with atomic_dir(aside) as tmp:
+        assert re.fullmatch(rf"\.bin\.{TEMP}\.partial", tmp.name) and tmp.parent == tmp_path
+        (tmp / "a").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bin.partial", "foo.bin.partial", "out.txt"]
+    assert sorted(p.name for p in aside.iterdir()) == ["a"]
+    with atomic_dir(tmp_path / ".stages") as tmp:  # a hidden name that is not aside keeps its dot
+        assert re.fullmatch(rf"\.\.stages\.{TEMP}\.partial", tmp.name)
 
 
 # --- the prepare-text command on bad input: error, exit code, nothing written ----------------

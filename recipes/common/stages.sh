@@ -142,7 +142,7 @@ run_to() {  # run_to FILE CMD...: like run, with CMD's output written to FILE at
   echo "+ $(printf '%q ' "$@")> $(printf '%q' "$out")"
   [[ $dry_run == true ]] && return 0
   mkdir -p "$(dirname "$out")"
-  tmp=$(mktemp "$out.XXXXXX.partial")
+  tmp=$(mktemp "$(_temp_template "$out")")
   _partials+=("$tmp")
   _wait_for "$@" > "$tmp" || rc=$?
   if (( rc != 0 )); then rm -f "$tmp"; return "$rc"; fi
@@ -150,6 +150,18 @@ run_to() {  # run_to FILE CMD...: like run, with CMD's output written to FILE at
 }
 
 dp() { run "$python_bin" -m data_prep "$@"; }
+
+_temp_template() {  # _temp_template PATH: mktemp's template DIR/.NAME.XXXXXX.partial for PATH
+  # (the names data_prep/atomic.py gives); a PATH that is aside already, DIR/.NAME.partial,
+  # gets the same template as DIR/NAME, so that a temporary name ends in .partial only once
+  local dir name
+  dir=$(dirname "$1") name=$(basename "$1")
+  if [[ $name == ?*.partial ]]; then
+    name=${name%.partial}
+    if [[ $name == .?* ]]; then name=${name#.}; fi
+  fi
+  printf '%s/.%s.XXXXXX.partial' "$dir" "$name"
+}
 
 _wait_for() {  # CMD in the background, waited for: a signal then reaches the trap at once
   local rc=0
