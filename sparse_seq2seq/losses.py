@@ -26,12 +26,14 @@ from ._checks import (check_alpha, check_ignore_index, check_input, check_k, che
                       compute_dtype)
 from .layout import Alpha
 from .mappings import entmax15, entmax_bisect, sparsemax
+from .normmax import (check_normmax_alpha, norm_entropy, norm_entropy_alpha_derivative,
+                      normmax_bisect)
 
 REDUCTIONS = ("none", "sum", "mean", "elementwise_mean")
 
 __all__ = ["sparsemax_loss", "entmax15_loss", "sparsemax_bisect_loss", "entmax_bisect_loss",
-           "SparsemaxLoss", "Entmax15Loss", "SparsemaxBisectLoss", "EntmaxBisectLoss",
-           "tsallis_entropy"]
+           "normmax_bisect_loss", "SparsemaxLoss", "Entmax15Loss", "SparsemaxBisectLoss",
+           "EntmaxBisectLoss", "NormmaxBisectLoss", "tsallis_entropy"]
 
 
 def tsallis_entropy(p: torch.Tensor, alpha: Alpha, dim: int = -1) -> torch.Tensor:
@@ -57,19 +59,26 @@ def _entropy_alpha_derivative(p: torch.Tensor, alpha: torch.Tensor, dim: int) ->
     return first - (1 - p_alpha.sum(dim)) * (2 * a - 1) / scale.square()
 
 
+TSALLIS = (tsallis_entropy, _entropy_alpha_derivative)
+NORM = (norm_entropy, norm_entropy_alpha_derivative)
+"""The entropy −Ω(p) of a loss and its α-derivative, each called as (p, α, dim)."""
+
+
 class FenchelYoungLossFunction(torch.autograd.Function):
     """Loss values per row and the (non-differentiable) probabilities p = π_α(x); the
-    mapping runs once, without building a graph."""
+    mapping runs once, without building a graph. ``entropy`` is :data:`TSALLIS` (the α-entmax
+    losses) or :data:`NORM` (the normmax loss)."""
 
     @staticmethod
     def forward(ctx, X: torch.Tensor, target: torch.Tensor, alpha: Alpha,
-                mapping: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                mapping: Callable[[torch.Tensor], torch.Tensor], entropy=TSALLIS) -> torch.Tensor:
         with torch.no_grad():
             p = mapping(X)
             X = nonfinite.loss_scores(X, nonfinite.find(X, -1))  # +inf rows: their limit
             gold = X.gather(-1, target.unsqueeze(-1)).squeeze(-1)
             finite_x = torch.where(p > 0, X, 0.0)  # −inf scores carry no mass
-            loss = (p * finite_x).sum(-1) - gold + tsallis_entropy(p, alpha)
+            loss = (p * finite_x).sum(-1) - gold + entropy[0](p, alpha, -1)
+        ctx.entropy_alpha_derivative = entropy[1]
         ctx.alpha_is_tensor = isinstance(alpha, torch.Tensor)
         ctx.save_for_backward(p, target, *([alpha] if ctx.alpha_is_tensor else []))
         ctx.mark_non_differentiable(p)
@@ -85,18 +94,18 @@ class FenchelYoungLossFunction(torch.autograd.Function):
         if ctx.alpha_is_tensor and ctx.needs_input_grad[2]:
             (alpha,) = rest
             a = alpha.expand(*p.shape[:-1], 1)
-            grad_alpha = (grad * _entropy_alpha_derivative(p, a, -1)).unsqueeze(-1)
+            grad_alpha = (grad * ctx.entropy_alpha_derivative(p, a, -1)).unsqueeze(-1)
             grad_alpha = grad_alpha.sum_to_size(alpha.shape)
-        return grad_x, None, grad_alpha, None
+        return grad_x, None, grad_alpha, None, None
 
 
 def _fy_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha,
-             mapping: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    return loss_and_probs(X, target, alpha, mapping)[0]
+             mapping: Callable[[torch.Tensor], torch.Tensor], entropy=TSALLIS) -> torch.Tensor:
+    return loss_and_probs(X, target, alpha, mapping, entropy)[0]
 
 
 def loss_and_probs(X: torch.Tensor, target: torch.Tensor, alpha: Alpha,
-                   mapping: Callable[[torch.Tensor], torch.Tensor]):
+                   mapping: Callable[[torch.Tensor], torch.Tensor], entropy=TSALLIS):
     """(loss per row in X's dtype, p = mapping(X) in the compute dtype, no gradient)."""
     check_input(X, -1)
     if not isinstance(target, torch.Tensor) or target.dtype not in (torch.int64, torch.int32):
@@ -110,7 +119,7 @@ def loss_and_probs(X: torch.Tensor, target: torch.Tensor, alpha: Alpha,
     Xc = X.to(compute_dtype(X))
     if isinstance(alpha, torch.Tensor):
         alpha = alpha.to(Xc.dtype)
-    loss, p = FenchelYoungLossFunction.apply(Xc, target.long(), alpha, mapping)
+    loss, p = FenchelYoungLossFunction.apply(Xc, target.long(), alpha, mapping, entropy)
     return loss.to(X.dtype), p
 
 
@@ -162,6 +171,22 @@ def entmax_bisect_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha = 1.5
     check_input(X, -1)
     alpha = check_alpha(alpha, X, X.dim() - 1)
     return _fy_loss(X, target, alpha, lambda Z: entmax_bisect(Z, alpha, -1, n_iter))
+
+
+def normmax_bisect_loss(X: torch.Tensor, target: torch.Tensor, alpha: Alpha = 2,
+                        n_iter: int = 50) -> torch.Tensor:
+    """α-normmax loss L(x; y) = pᵀx − x_y + 1 − ‖p‖_α, p = normmax_bisect(x, α): the
+    Fenchel–Young loss of Ω(p) = ‖p‖_α (Blondel, Martins & Niculae 2020), as in the package.
+
+    Args (X, target and the result as in the module docstring):
+        alpha: α > 1, a number or a tensor with one α per row ((..., 1), or broadcastable to
+            it); a tensor that requires grad gets ∂L/∂α = −∂‖p‖_α/∂α (Danskin).
+        n_iter: the most Newton iterations for the mapping's threshold.
+    """
+    n_iter = check_n_iter(n_iter)
+    check_input(X, -1)
+    alpha = check_normmax_alpha(alpha, X, X.dim() - 1)
+    return _fy_loss(X, target, alpha, lambda Z: normmax_bisect(Z, alpha, -1, n_iter), NORM)
 
 
 class _FYLoss(nn.Module):
@@ -255,3 +280,19 @@ class EntmaxBisectLoss(_FYLoss):
 
     def loss(self, X, target):
         return entmax_bisect_loss(X, target, self.alpha, self.n_iter)
+
+
+class NormmaxBisectLoss(_FYLoss):
+    """Module form of :func:`normmax_bisect_loss`: ``alpha`` > 1 a number or a tensor with one α
+    per row (trained when it requires grad), at most ``n_iter`` Newton iterations;
+    ``ignore_index`` and ``reduction`` as in :class:`_FYLoss`. Call with X (..., n_classes)
+    and target (...)."""
+
+    def __init__(self, alpha: Alpha = 2, n_iter: int = 50, ignore_index: int = -100,
+                 reduction: str = "elementwise_mean"):
+        check_n_iter(n_iter)
+        super().__init__(ignore_index, reduction)
+        self.alpha, self.n_iter = alpha, n_iter
+
+    def loss(self, X, target):
+        return normmax_bisect_loss(X, target, self.alpha, self.n_iter)

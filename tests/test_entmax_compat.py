@@ -15,7 +15,8 @@ import sparse_seq2seq as ss
 NAMES = ["sparsemax", "entmax15", "sparsemax_bisect", "entmax_bisect", "Sparsemax", "Entmax15",
          "SparsemaxBisect", "EntmaxBisect", "sparsemax_loss", "entmax15_loss",
          "sparsemax_bisect_loss", "entmax_bisect_loss", "SparsemaxLoss", "Entmax15Loss",
-         "SparsemaxBisectLoss", "EntmaxBisectLoss"]
+         "SparsemaxBisectLoss", "EntmaxBisectLoss", "normmax_bisect", "budget_bisect",
+         "NormmaxBisect", "BudgetBisect", "normmax_bisect_loss", "NormmaxBisectLoss"]
 
 
 def _params(obj):
