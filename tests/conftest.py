@@ -1,7 +1,9 @@
 """Fixtures and collection rules shared by every test file.
 
 Helpers that tests import live in modules of their own (``helpers``: float64 references;
-``fairseq_helpers``: tiny Multi30k corpora and fairseq commands), never in this file.
+``fairseq_helpers``: tiny Multi30k corpora and fairseq commands; ``ape_helpers``: APE
+triplets and tiny BERTs; ``recipe_helpers``: recipe runs on a Multi30k slice;
+``data_prep_helpers``; ``hf_helpers``), never in this file or in a test module.
 
 Markers (registered in pyproject.toml): ``slow`` is set by the files and tests that train,
 run fairseq's commands, a recipe or a benchmark; every other test gets ``unit`` here, so

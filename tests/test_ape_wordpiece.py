@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="module")
 def minilm() -> WordPieces:
-    from test_bert_checkpoint import minilm_path
+    from ape_helpers import minilm_path
     return WordPieces.load(minilm_path())
 
 
@@ -56,7 +56,7 @@ def test_copying_the_mt_round_trips(minilm):
 
 
 def test_cased_vocabulary_keeps_case(tmp_path):
-    from test_bert_checkpoint import tiny_bert
+    from ape_helpers import tiny_bert
     pieces = WordPieces.load(tiny_bert(tmp_path / "cased", lowercase=False))
     assert not pieces.lowercase
     assert pieces.round_trip("die katze.", ["die katze."]) == "die katze."

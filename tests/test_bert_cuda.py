@@ -18,7 +18,7 @@ SIZES = BertSizes(vocab_size=50, hidden_size=64, num_layers=2, num_heads=4, inte
 
 def test_encoder_equals_transformers_on_gpu(tmp_path):
     transformers = pytest.importorskip("transformers")
-    from test_bert_checkpoint import tiny_bert
+    from ape_helpers import tiny_bert
     path = tiny_bert(tmp_path / "bert", hidden=64)
     reference = transformers.BertModel.from_pretrained(str(path)).cuda().eval()
     encoder = BertEncoder(ck.load_sizes(str(path))).cuda().eval()

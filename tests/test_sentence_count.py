@@ -39,8 +39,8 @@ def test_ape_task_batches_every_triplet(tmp_path):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     from data_prep.ape.binarize import binarize
-    from test_ape_data import ROWS, triplets
-    from test_bert_checkpoint import tiny_bert
+    from ape_helpers import ROWS, triplets
+    from ape_helpers import tiny_bert
 
     bert = tiny_bert(tmp_path / "bert")
     rows = [ROWS[i % len(ROWS)] for i in range(SENTENCES)]
