@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one run (about 8 minutes at most): the CUDA tests, then
-# bench_attention.py, bench_mappings.py and bench_train.py with --device cuda, each step
-# under its own time limit, outputs under "$OUT" (8 files: gpu_check.log, tests.txt and a
-# .txt + .json per benchmark).
+# bench_attention.py, bench_sweeps.py, bench_mappings.py and bench_train.py with --device
+# cuda, each step under its own time limit, outputs under "$OUT" (9 files: gpu_check.log,
+# tests.txt, bench_sweeps.txt and a .txt + .json per timed benchmark).
 #
 #   bash benchmarks/gpu_check.sh fetch       # here, with pip: packages for the GPU machine in .whl/
 #   OUT=/some/dir bash benchmarks/gpu_check.sh   # on the GPU machine (nothing fetched there)
@@ -99,6 +99,8 @@ else
 fi
 step bench_attention 110 "$OUT/bench_attention.txt" "$PY" benchmarks/bench_attention.py --device "$DEVICE" \
   "${QUICK[@]}" --json "$OUT/bench_attention.json"
+step bench_sweeps 30 "$OUT/bench_sweeps.txt" "$PY" benchmarks/bench_sweeps.py --device "$DEVICE" \
+  "${QUICK[@]}"
 step bench_mappings 60 "$OUT/bench_mappings.txt" "$PY" benchmarks/bench_mappings.py --device "$DEVICE" \
   "${QUICK[@]}" --json "$OUT/bench_mappings.json"
 if "$PY" -c "import fairseq" 2>/dev/null; then

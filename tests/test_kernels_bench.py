@@ -55,3 +55,22 @@ def test_targets_pass_and_fail_on_given_rows():
     rows[1]["ratio_to_sdpa"] = 1.6
     checks = {c["name"]: c["passed"] for c in bench_attention.targets(rows)}
     assert not any(checks.values())
+
+
+def test_tile_counts_against_the_plain_newton_baseline(tmp_path, capsys):
+    """bench_sweeps on the CPU (interpreter): every row counts both variants, and ours
+    computes fewer products than the baseline at every α and spread."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_sweeps
+    finally:
+        sys.path.remove(str(BENCH))
+    out = tmp_path / "sweeps.json"
+    assert bench_sweeps.main(["--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["alpha"], r["spread"]) for r in rows} == {
+        (a, s) for a in bench_sweeps.ALPHAS for s in (1.0, 2.0)}
+    for r in rows:
+        assert 1.0 <= r["ours_qk"] < r["base_qk"]
+        assert r["ours_fwd"] + r["ours_bwd"] < r["base_fwd"] + r["base_bwd"]
+    assert "median ours / base" in capsys.readouterr().out

@@ -32,8 +32,9 @@ SCRIPT = textwrap.dedent("""
         rows = {n: "*fp32" for n in ("ALPHA", "TAU", "NORM")}
         opts = {"num_warps": 8 if dim == 128 else 4}
         build(A.attention_fwd, dict(Q=t, K=t, V=t, O=t, KPM="*i8", SUPPORT="*fp32", KEYS="*fp32",
-                                    LIVE="*i8", **rows),
-              dict(ints, scale="fp32", tol="fp32", margin="fp32"), opts, MAX_ITER=30, **tiles)
+                                    LIVE="*i8", SUPP="*i8", TILES="*i32", **rows),
+              dict(ints, scale="fp32", tol="fp32", margin="fp32", predict="fp32"), opts,
+              MAX_ITER=30, START_ITER=12, **tiles)
         build(A.attention_bwd_dq, dict(Q=t, K=t, V=t, DO=t, DQ=t, KPM="*i8", LIVE="*i8",
                                        CROW="*fp32", GALPHA="*fp32", **rows),
               dict(ints, scale="fp32"), opts, NEED_ALPHA=need_alpha, **tiles)

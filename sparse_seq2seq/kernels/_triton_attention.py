@@ -2,16 +2,21 @@
 
 Forward, one program per (query block, batch·head), key blocks streamed, nothing of size
 Tq × Tk stored:
-  1. row maxima m of the scores s = scale·q kᵀ (masked keys −inf);
-  2. safeguarded Newton on F(τ) = (Σ_j p_j)^{α−1} over key blocks, each row stopping on
-     its own (z = s − m, bracket [0, (1 − n^{1−α})/(α−1)] with n the row's key count);
-     after each pass a key block whose every score is below the support at the bracket's
-     lower end is marked dead (the support only shrinks as τ grows);
-  3. one pass over the live blocks for O = Σ_j p_j v_j / Σ_j p_j.
+  1. one sweep for the row maxima m of the scores s = scale·q kᵀ (masked keys −inf), the key
+     counts and, per key column j mod BN, the largest score: the root τ₀ of the entmax
+     equation over those column maxima alone starts the search at or just below τ;
+  2. safeguarded Newton on F(τ) = (Σ_j p_j)^{α−1} over the live key blocks, each row
+     stopping on its own (z = s − m, bracket [0, (1 − n^{1−α})/(α−1)], n the row's key
+     count); a key block whose every score is below the support at the bracket's lower end
+     is marked dead (the support only shrinks as τ grows). The sweep in which every
+     searching row is expected to finish also forms O = Σ_j p_j v_j / Σ_j p_j, so no
+     separate output sweep is spent.
 Saved per row: τ + m and Σ p (and, for the density statistics, the support size and the
-number of unmasked keys). Backward recomputes the scores of live blocks only: per
-query block the row sums c = Σ s̃g/Σ s̃ (s̃ = p^{2−α}, g = dO·v) and the row's ∂α, then dq;
-per key block dk and dv (Correia, Niculae & Martins 2019, eq. 10 and Prop. 1).
+number of unmasked keys); per (query block, key block) whether the block holds support.
+Backward recomputes the scores of those blocks only, once per kernel: per query block the
+row sums c = Σ s̃g/Σ s̃ (s̃ = p^{2−α}, g = dO·v), the row's ∂α and dq in one sweep; per key
+block dk and dv
+(Correia, Niculae & Martins 2019, eq. 10 and Prop. 1).
 """
 import triton
 import triton.language as tl
@@ -66,81 +71,118 @@ def _query_block(Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb,
 
 
 @triton.jit
-def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE,
-                  H, Tq, Tk, n_qb, n_kb, scale, tol, margin,
+def _subset_root(z, am1, tol, KIND: tl.constexpr, ITERS: tl.constexpr):
+    """τ solving Σ_{j∈A} p_j(τ) = 1 over a subset A of a row's keys held in registers
+    (z − m, −inf outside A). Since Σ_A p ≤ Σ p, it lies at or below the row's τ (up to
+    rounding), so Newton over all keys starts close, from the side it converges from."""
+    n = tl.sum((z > float("-inf")).to(tl.float32), 1)
+    lo = tl.zeros_like(n)
+    hi = -expm1_ratio(-tl.log(tl.maximum(n, 1.0)), am1)
+    tau = lo
+    done = n == 0.0
+    it = 0
+    while (it < ITERS) & (tl.sum((~done).to(tl.int32), 0) > 0):
+        p, slope = qexp(z - tau[:, None], am1, KIND)
+        tau, lo, hi, done = newton_update(tau, lo, hi, tl.sum(p, 1), tl.sum(slope, 1), am1,
+                                          done, tol)
+        it += 1
+    return tau
+
+
+@triton.jit
+def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, TILES,
+                  H, Tq, Tk, n_qb, n_kb, scale, tol, margin, predict,
                   D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                   HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr,
-                  MAX_ITER: tl.constexpr):
+                  MAX_ITER: tl.constexpr, START_ITER: tl.constexpr):
     pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, live_row, tile, q, am1 = _query_block(
         Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb, D, BM)
+    supp_row = SUPP + (bh.to(tl.int64) * n_qb + pid_m) * n_kb
+    rows = bh.to(tl.int64) * Tq + offs_m
     q_shift = Tk - Tq
     nb = _key_blocks(pid_m, Tq, Tk, BM, BN, CAUSAL)
 
-    # pass 1: row maxima and key counts
-    m = tl.full((BM,), float("-inf"), tl.float32)
+    # pass 1: per row and key column (j mod BN) the largest score, hence the row maxima,
+    # the key counts and a start for τ: the root over the column maxima alone
+    top = tl.full((BM, BN), float("-inf"), tl.float32)
     count = tl.zeros((BM,), tl.float32)
     for kb in range(0, nb):
         offs_n = kb * BN + tl.arange(0, BN)
         s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
                         D, HAS_KPM, CAUSAL, PREC)
-        m = tl.maximum(m, tl.max(s, 1))
+        top = tl.maximum(top, s)
         count += tl.sum((s > float("-inf")).to(tl.float32), 1)
         tl.store(live_row + kb, 1)
     empty = (count == 0.0) | (~row_ok)
-    m = tl.where(empty, 0.0, m)
+    m = tl.where(empty, 0.0, tl.max(top, 1))
+    tau = _subset_root(top - m[:, None], am1, tol, KIND, START_ITER)
+    tl.store(KEYS + rows, count, mask=row_ok)
     tl.debug_barrier()
 
-    # pass 2: τ by safeguarded Newton, rows stopping on their own
+    # then sweeps over the live key blocks: Newton on F(τ) = (Σp)^{α−1} for the rows still
+    # searching; a sweep also forms the output when every searching row is expected to
+    # finish in it (|Σp − 1| ≤ ``predict`` last time, or τ already converged); a row
+    # finishes in such a sweep when τ had converged or Σp is within 2·tol of one.
+    # A one-block row's start is its exact τ, so its first sweep forms the output.
     lo = tl.zeros((BM,), tl.float32)
     hi = -expm1_ratio(-tl.log(tl.maximum(count, 1.0)), am1)
-    tau = lo
-    done = empty
+    conv = empty
+    finished = offs_m < 0
+    miss = tl.where(nb <= 1, 0.0, 1.0) + tl.zeros((BM,), tl.float32)
     it = 0
-    active = tl.sum((~done).to(tl.int32), 0)
-    while (it < MAX_ITER) & (active > 0):
+    score_tiles = nb
+    value_tiles = 0
+    searching = tl.sum((~finished).to(tl.int32), 0)
+    while searching > 0:
+        last = it == MAX_ITER
+        waiting = tl.sum((~finished & ~conv & (miss > predict)).to(tl.int32), 0)
+        with_out = (waiting == 0) | last
         total = tl.zeros((BM,), tl.float32)
         slope_sum = tl.zeros((BM,), tl.float32)
+        support = tl.zeros((BM,), tl.float32)
+        acc = tl.zeros((BM, D), tl.float32)
         for kb in range(0, nb):
             if tl.load(live_row + kb) != 0:
                 offs_n = kb * BN + tl.arange(0, BN)
                 s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
                                 D, HAS_KPM, CAUSAL, PREC)
+                score_tiles += 1
                 z = s - m[:, None]
                 p, slope = qexp(z - tau[:, None], am1, KIND)
                 total += tl.sum(p, 1)
                 slope_sum += tl.sum(slope, 1)
-                top = 1.0 + am1 * (tl.max(z, 1) - lo)
-                top = tl.where(empty, -1.0, top)
-                tl.store(live_row + kb, (tl.max(top, 0) > -margin).to(tl.int8))
-        tau, lo, hi, done = newton_update(tau, lo, hi, total, slope_sum, am1, done, tol)
-        active = tl.sum((~done).to(tl.int32), 0)
+                if with_out:
+                    v = tl.load(Vb + offs_n[:, None] * D + offs_d[None, :],
+                                mask=(offs_n < Tk)[:, None], other=0.0)
+                    acc += tl.dot(p.to(v.dtype), v, input_precision=PREC)
+                    value_tiles += 1
+                    on = (p > 0.0) & ~(empty | finished)[:, None]
+                    support += tl.sum(on.to(tl.float32), 1)
+                    hit = tl.max(tl.max(on.to(tl.int8), 1), 0)
+                    tl.store(supp_row + kb, tl.maximum(tl.load(supp_row + kb), hit))
+                # a block stays live while some searching row may still have support in it
+                peak = 1.0 + am1 * (tl.max(z, 1) - lo)
+                peak = tl.where(empty | finished, -1.0, peak)
+                tl.store(live_row + kb, (tl.max(peak, 0) > -margin).to(tl.int8))
+        if with_out:
+            done_now = ~finished & (conv | (tl.abs(total - 1.0) <= 2.0 * tol) | last)
+            norm = tl.where(empty | (total <= 0.0), 0.0, total)
+            out = acc / tl.where(norm > 0.0, norm, 1.0)[:, None]
+            keep = row_ok & done_now
+            tl.store(O + bh.to(tl.int64) * Tq * D + tile, out.to(O.dtype.element_ty),
+                     mask=keep[:, None])
+            tl.store(TAU + rows, m + tau, mask=keep)
+            tl.store(NORM + rows, norm, mask=keep)
+            tl.store(SUPPORT + rows, tl.where(norm > 0.0, support, 0.0), mask=keep)
+            finished = finished | done_now
+        miss = tl.where(conv, 0.0, tl.abs(total - 1.0))
+        tau, lo, hi, conv = newton_update(tau, lo, hi, total, slope_sum, am1, conv | finished,
+                                          tol)
+        searching = tl.sum((~finished).to(tl.int32), 0)
         it += 1
         tl.debug_barrier()
-
-    # pass 3: the output over live key blocks
-    thresh = m + tau
-    acc = tl.zeros((BM, D), tl.float32)
-    total = tl.zeros((BM,), tl.float32)
-    support = tl.zeros((BM,), tl.float32)
-    for kb in range(0, nb):
-        if tl.load(live_row + kb) != 0:
-            offs_n = kb * BN + tl.arange(0, BN)
-            s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
-                            D, HAS_KPM, CAUSAL, PREC)
-            p, slope = qexp(s - thresh[:, None], am1, KIND)
-            total += tl.sum(p, 1)
-            support += tl.sum((p > 0.0).to(tl.float32), 1)
-            v = tl.load(Vb + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n < Tk)[:, None],
-                        other=0.0)
-            acc += tl.dot(p.to(v.dtype), v, input_precision=PREC)
-    norm = tl.where(empty | (total <= 0.0), 0.0, total)
-    out = acc / tl.where(norm > 0.0, norm, 1.0)[:, None]
-    tl.store(O + bh.to(tl.int64) * Tq * D + tile, out.to(O.dtype.element_ty), mask=row_ok[:, None])
-    rows = bh.to(tl.int64) * Tq + offs_m
-    tl.store(TAU + rows, thresh, mask=row_ok)
-    tl.store(NORM + rows, norm, mask=row_ok)
-    tl.store(SUPPORT + rows, tl.where(norm > 0.0, support, 0.0), mask=row_ok)
-    tl.store(KEYS + rows, count, mask=row_ok)
+    tl.store(TILES + 2 * tl.program_id(0), score_tiles)  # the work done, for the benchmarks
+    tl.store(TILES + 2 * tl.program_id(0) + 1, value_tiles)
 
 
 @triton.jit
@@ -169,6 +211,8 @@ def attention_bwd_dq(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, LIVE, CROW, GALPHA,
     q_shift = Tk - Tq
     nb = _key_blocks(pid_m, Tq, Tk, BM, BN, CAUSAL)
 
+    # one sweep: the row sums for c (and ∂α) and dq = Σ_j s̃_j (g_j − c) k_j, accumulated as
+    # Σ s̃ g k − c Σ s̃ k since c is known only at the end
     slope_sum = tl.zeros((BM,), tl.float32)
     g_slope = tl.zeros((BM,), tl.float32)
     g_p = tl.zeros((BM,), tl.float32)
@@ -176,17 +220,24 @@ def attention_bwd_dq(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, LIVE, CROW, GALPHA,
     g_h = tl.zeros((BM,), tl.float32)
     p_l2 = tl.zeros((BM,), tl.float32)
     g_p_l2 = tl.zeros((BM,), tl.float32)
+    dq_g = tl.zeros((BM, D), tl.float32)
+    dq_s = tl.zeros((BM, D), tl.float32)
     for kb in range(0, nb):
         if tl.load(live_row + kb) != 0:
             offs_n = kb * BN + tl.arange(0, BN)
             s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
                             D, HAS_KPM, CAUSAL, PREC)
             p, slope = _probs_tile(s, thresh, log2_norm, am1, KIND)
-            vt = tl.load(Vb + offs_n[None, :] * D + offs_d[:, None], mask=(offs_n < Tk)[None, :],
-                         other=0.0)
-            g = tl.dot(do, vt, input_precision=PREC)
+            key_ok = (offs_n < Tk)[:, None]
+            kv_tile = offs_n[:, None] * D + offs_d[None, :]
+            v = tl.load(Vb + kv_tile, mask=key_ok, other=0.0)
+            k = tl.load(Kb + kv_tile, mask=key_ok, other=0.0)
+            g = tl.dot(do, tl.trans(v), input_precision=PREC)
+            slope_g = slope * g
             slope_sum += tl.sum(slope, 1)
-            g_slope += tl.sum(g * slope, 1)
+            g_slope += tl.sum(slope_g, 1)
+            dq_g += tl.dot(slope_g.to(k.dtype), k, input_precision=PREC)
+            dq_s += tl.dot(slope.to(k.dtype), k, input_precision=PREC)
             if NEED_ALPHA:
                 ln_p = LN2 * (log2_prob(s - thresh[:, None], am1, KIND) - log2_norm[:, None])
                 p_ln_p = p * ln_p
@@ -203,21 +254,7 @@ def attention_bwd_dq(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, LIVE, CROW, GALPHA,
         limit = -0.5 * (g_p_l2 - g_p * p_l2)
         grad_alpha = tl.where(am1 < 1e-4, limit, closed)
         tl.store(GALPHA + rows, tl.where(has_mass, grad_alpha, 0.0), mask=row_ok)
-
-    dq = tl.zeros((BM, D), tl.float32)
-    for kb in range(0, nb):
-        if tl.load(live_row + kb) != 0:
-            offs_n = kb * BN + tl.arange(0, BN)
-            s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
-                            D, HAS_KPM, CAUSAL, PREC)
-            p, slope = _probs_tile(s, thresh, log2_norm, am1, KIND)
-            key_ok = (offs_n < Tk)[:, None]
-            kv_tile = offs_n[:, None] * D + offs_d[None, :]
-            v = tl.load(Vb + kv_tile, mask=key_ok, other=0.0)
-            k = tl.load(Kb + kv_tile, mask=key_ok, other=0.0)
-            g = tl.dot(do, tl.trans(v), input_precision=PREC)
-            ds = slope * (g - c[:, None])
-            dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+    dq = dq_g - c[:, None] * dq_s
     tl.store(DQ + bh.to(tl.int64) * Tq * D + tile, (dq * scale).to(DQ.dtype.element_ty),
              mask=row_ok[:, None])
 

@@ -21,8 +21,14 @@ Alpha = Union[float, Tensor]
 HEAD_DIMS = (32, 64, 128)
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_ITER = 30
+START_ITER = 12  # Newton steps, in registers, for the start τ₀ over the column maxima
 STEP_TOL = 4 * torch.finfo(torch.float32).eps
 LIVE_MARGIN = 1e-4  # a key block is kept if some entry is within this of the support at the lower bracket
+# A sweep forms the output when every searching row had |Σp − 1| below this in the sweep
+# before, by kernel kind (general α, sparsemax, 1.5-entmax): sparsemax's Newton lands on the
+# exact τ once the support is right, 1.5-entmax's converges quadratically from further off
+# (set from the tile counts of benchmarks/bench_sweeps.py)
+PREDICT_TOL = {0: 1e-2, 1: 1e-1, 2: 3e-3}
 
 _KERNELS = {}
 
@@ -58,10 +64,17 @@ def kernel_unavailable_reason(q: Tensor, k: Tensor, v: Tensor) -> Optional[str]:
         return f"dtype {q.dtype} (q), {k.dtype} (k), {v.dtype} (v) is not one of float32/16, bfloat16"
     if _kernels() is None:
         return _KERNELS["error"]
-    if not all(bool(torch.isfinite(t).all()) for t in (q, k, v)):
+    if not all_finite(q, k, v):
         # the materialised path applies the library's rule: NaN → NaN row, +inf → its limit
         return "q, k or v holds NaN or ±inf"
     return None
+
+
+def all_finite(*tensors: Tensor) -> bool:
+    """Whether every entry is finite, with one reduction per tensor (min and max, no copy;
+    NaN propagates through both) and one device sync in all."""
+    extremes = [torch.stack(torch.aminmax(t)).float() for t in tensors if t.numel()]
+    return not extremes or bool(torch.isfinite(torch.cat(extremes)).all())
 
 
 def kernel_applies(q: Tensor, k: Tensor, v: Tensor) -> bool:
@@ -158,10 +171,16 @@ def _launch_config(q: Tensor, tq: int) -> dict:
 
 
 def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_mask: Optional[Tensor],
-                   causal: bool, scale: float, kind: int):
-    """Run the forward kernel on contiguous q, k, v; returns (out, rows, live, kpm, cfg): rows a
-    dict of float32 per-row tensors (``thresh`` τ + m, ``norm`` Σp, ``support`` and ``keys``
-    counts), live the int8 mask (batch·heads, query blocks, key blocks), kpm the int8 padding."""
+                   causal: bool, scale: float, kind: int,
+                   start_iter: int = START_ITER, predict_tol: Optional[float] = None):
+    """Run the forward kernel on contiguous q, k, v; returns (out, rows, blocks, kpm, cfg).
+
+    rows: float32 per-row ``thresh`` (τ + m), ``norm`` (Σp), ``support`` and ``keys`` counts;
+    ``tiles`` (int32 (programs, 2): the score tiles q kᵀ and value tiles p v each query block
+    computed); ``live`` (the blocks the forward still visited at its end). blocks: the int8
+    mask (batch·heads, query blocks, key blocks) of blocks holding support; kpm: the int8
+    padding. ``start_iter=0, predict_tol=0`` turn off the start from the column maxima and the
+    output in the last Newton sweep (the benchmarks' baseline)."""
     mod = _kernels()
     batch, heads, tq, dim = q.shape
     tk = k.size(2)
@@ -170,15 +189,19 @@ def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_m
     out = torch.empty_like(q)
     thresh = torch.empty(batch * heads * tq, device=q.device, dtype=torch.float32)
     norm, support, keys = torch.empty_like(thresh), torch.empty_like(thresh), torch.empty_like(thresh)
-    live = torch.zeros(batch * heads, n_qb, n_kb, device=q.device, dtype=torch.int8)
+    live = torch.empty(batch * heads, n_qb, n_kb, device=q.device, dtype=torch.int8)
+    blocks = torch.zeros_like(live)
+    tiles = torch.empty(batch * heads * n_qb, 2, device=q.device, dtype=torch.int32)
     kpm = (key_padding_mask.to(torch.int8).contiguous() if key_padding_mask is not None
            else torch.zeros(1, device=q.device, dtype=torch.int8))
     mod.attention_fwd[(n_qb * batch * heads,)](
-        q, k, v, out, alpha, kpm, thresh, norm, support, keys, live, heads, tq, tk, n_qb, n_kb,
-        scale, STEP_TOL, LIVE_MARGIN, D=dim, KIND=kind, HAS_KPM=key_padding_mask is not None,
-        CAUSAL=bool(causal), PREC=_precision(q), MAX_ITER=MAX_ITER, **cfg)
-    rows = dict(thresh=thresh, norm=norm, support=support, keys=keys)
-    return out, rows, live, kpm, cfg
+        q, k, v, out, alpha, kpm, thresh, norm, support, keys, live, blocks, tiles,
+        heads, tq, tk, n_qb, n_kb, scale, STEP_TOL, LIVE_MARGIN,
+        PREDICT_TOL[kind] if predict_tol is None else predict_tol, D=dim, KIND=kind,
+        HAS_KPM=key_padding_mask is not None, CAUSAL=bool(causal), PREC=_precision(q),
+        MAX_ITER=MAX_ITER, START_ITER=start_iter, **cfg)
+    rows = dict(thresh=thresh, norm=norm, support=support, keys=keys, tiles=tiles, live=live)
+    return out, rows, blocks, kpm, cfg
 
 
 def _precision(q: Tensor) -> str:
@@ -195,9 +218,9 @@ class SparseAttentionFunction(torch.autograd.Function):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         alpha = alpha.detach().contiguous()
         kind = _kind(alpha_float, _kernels())
-        out, rows, live, kpm, cfg = launch_forward(q, k, v, alpha, key_padding_mask, causal,
-                                                   scale, kind)
-        ctx.save_for_backward(q, k, v, alpha, kpm, rows["thresh"], rows["norm"], live)
+        out, rows, blocks, kpm, cfg = launch_forward(q, k, v, alpha, key_padding_mask, causal,
+                                                     scale, kind)
+        ctx.save_for_backward(q, k, v, alpha, kpm, rows["thresh"], rows["norm"], blocks)
         ctx.meta = (scale, kind, key_padding_mask is not None, bool(causal), _precision(q), cfg)
         extras = (rows["support"], rows["keys"], rows["thresh"], rows["norm"])
         ctx.mark_non_differentiable(*extras)
@@ -206,11 +229,11 @@ class SparseAttentionFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor, *_grad_rows):
         mod = _kernels()
-        q, k, v, alpha, kpm, thresh, norm, live = ctx.saved_tensors
+        q, k, v, alpha, kpm, thresh, norm, blocks = ctx.saved_tensors
         scale, kind, has_kpm, causal, prec, cfg = ctx.meta
         batch, heads, tq, dim = q.shape
         tk = k.size(2)
-        n_qb, n_kb = live.shape[1:]
+        n_qb, n_kb = blocks.shape[1:]
         grad_out = grad_out.contiguous().to(q.dtype)
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         crow = torch.empty_like(thresh)
@@ -218,10 +241,10 @@ class SparseAttentionFunction(torch.autograd.Function):
         galpha = torch.zeros_like(thresh) if need_alpha else crow
         common = dict(D=dim, KIND=kind, HAS_KPM=has_kpm, CAUSAL=causal, PREC=prec, **cfg)
         mod.attention_bwd_dq[(n_qb * batch * heads,)](
-            q, k, v, grad_out, dq, alpha, kpm, thresh, norm, live, crow, galpha,
+            q, k, v, grad_out, dq, alpha, kpm, thresh, norm, blocks, crow, galpha,
             heads, tq, tk, n_qb, n_kb, scale, NEED_ALPHA=need_alpha, **common)
         mod.attention_bwd_dkdv[(n_kb * batch * heads,)](
-            q, k, v, grad_out, dk, dv, alpha, kpm, thresh, norm, live, crow,
+            q, k, v, grad_out, dk, dv, alpha, kpm, thresh, norm, blocks, crow,
             heads, tq, tk, n_qb, n_kb, scale, **common)
         grad_alpha = galpha.view(batch, heads, tq).sum((0, 2)) if need_alpha else None
         return dq, dk, dv, grad_alpha, None, None, None, None
