@@ -30,6 +30,7 @@ from torch import nn
 
 from . import nonfinite
 from ._checks import check_input, check_n_iter, compute_dtype
+from .layout import shift_by_row_max
 
 Budget = Union[float, torch.Tensor]
 """B of budget sparsemax: a number, or a tensor broadcastable to X with size 1 along ``dim``."""
@@ -132,14 +133,9 @@ def budget_threshold(Z: torch.Tensor, budget: Budget, dim: int, n_iter: int = 50
 
 def _budget(X: torch.Tensor, budget: Budget, dim: int, n_iter: int) -> torch.Tensor:
     """budget_B(X) along ``dim`` for scores without NaN or +inf; all −inf rows give zeros."""
-    top = X.amax(dim, keepdim=True)
-    dead = torch.isneginf(top)
-    any_dead = bool(dead.any())
-    if any_dead:
-        X, top = X.masked_fill(dead, 0.0), top.masked_fill(dead, 0.0)
-    Z = X - top
+    Z, dead = shift_by_row_max(X, dim)
     p = (Z - budget_threshold(Z, budget, dim, n_iter)).clamp_(0, 1)
-    return p.masked_fill_(dead, 0.0) if any_dead else p
+    return p if dead is None else p.masked_fill_(dead, 0.0)
 
 
 class BudgetBisectFunction(torch.autograd.Function):

@@ -32,6 +32,7 @@ __all__ = ["Checksum", "DownloadError", "fetch", "file_digest", "mirror_from_env
 PathLike = Union[str, "os.PathLike[str]"]
 Log = Callable[[str], None]
 CHUNK = 1 << 20
+PARTIAL = ".partial"  # the end of every temporary name
 _LOG = logging.getLogger(__name__)
 
 
@@ -137,10 +138,22 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def _temp_prefix(target: Path) -> str:
+    """``.NAME.``, the start of the temporary name beside ``target`` (a random part and
+    :data:`PARTIAL` follow). A target that is itself a temporary name (``NAME.partial``,
+    ``.NAME.partial``) gives the prefix of NAME, so that ``.partial`` ends every temporary name
+    once: the rule of :mod:`data_prep.atomic`."""
+    name = target.name
+    if name.endswith(PARTIAL) and name != PARTIAL:
+        stem = name[:-len(PARTIAL)]
+        name = stem[1:] if stem.startswith(".") and stem != "." else stem
+    return f".{name}."
+
+
 def _temp_beside(target: Path) -> Path:
     """An empty file in the target's folder, with the permissions a new file gets."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=PARTIAL, dir=target.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

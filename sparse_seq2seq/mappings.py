@@ -29,7 +29,7 @@ from torch import nn
 
 from . import backends, nonfinite
 from ._checks import check_alpha, check_input, check_k, check_n_iter, compute_dtype
-from .layout import Alpha
+from .layout import Alpha, save_p_alpha, saved_p_alpha
 
 __all__ = [
     "sparsemax", "entmax15", "sparsemax_bisect", "entmax_bisect", "topk_sparsemax",
@@ -76,21 +76,12 @@ class EntmaxBisectFunction(torch.autograd.Function):
                 ensure_sum_one: bool) -> torch.Tensor:
         p = backends.forward("entmax", X, dim, alpha, n_iter, ensure_sum_one)
         ctx.dim = dim
-        ctx.alpha_is_tensor = isinstance(alpha, torch.Tensor)
-        if ctx.alpha_is_tensor:
-            ctx.save_for_backward(p, alpha)
-        else:
-            ctx.alpha = alpha
-            ctx.save_for_backward(p)
+        save_p_alpha(ctx, p, alpha)
         return p
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        if ctx.alpha_is_tensor:
-            p, alpha = ctx.saved_tensors
-        else:
-            (p,) = ctx.saved_tensors
-            alpha = ctx.alpha
+        p, alpha = saved_p_alpha(ctx)
         want_alpha = ctx.alpha_is_tensor and ctx.needs_input_grad[1]
         grad_x, grad_alpha = backends.backward("entmax", p, grad, ctx.dim, alpha, want_alpha)
         if want_alpha:

@@ -32,7 +32,7 @@ from torch import nn
 
 from . import nonfinite
 from ._checks import check_alpha, check_input, check_n_iter, compute_dtype
-from .layout import Alpha
+from .layout import Alpha, save_p_alpha, saved_p_alpha, shift_by_row_max
 from .thresholds import entmax_threshold
 
 __all__ = ["normmax_bisect", "NormmaxBisect", "norm_entropy", "norm_entropy_alpha_derivative"]
@@ -51,19 +51,14 @@ def check_normmax_alpha(alpha: Alpha, X: torch.Tensor, dim: int) -> Alpha:
 
 def _normmax(X: torch.Tensor, alpha: Alpha, dim: int, n_iter: int) -> torch.Tensor:
     """normmax_α(X) along ``dim`` for scores without NaN or +inf; all −inf rows give zeros."""
-    top = X.amax(dim, keepdim=True)
-    dead = torch.isneginf(top)
-    any_dead = bool(dead.any())
-    if any_dead:
-        X, top = X.masked_fill(dead, 0.0), top.masked_fill(dead, 0.0)
-    shifted = X - top
+    shifted, dead = shift_by_row_max(X, dim)
     bm1 = 1 - 1 / alpha  # β − 1 of the equivalent β-entmax, in (0, 1)
     tau = entmax_threshold(shifted / bm1, 1 + bm1, dim, n_iter)
     # x − τ_x = 1 + (β−1)(z − τ) with z = shifted/(β−1): the base of q
     base = (shifted - bm1 * tau).add_(1).clamp_(min=0)
     q = base.log_().div_(alpha - 1).exp_()
     p = q.div_(q.sum(dim, keepdim=True).clamp_min(torch.finfo(X.dtype).tiny))
-    return p.masked_fill_(dead, 0.0) if any_dead else p
+    return p if dead is None else p.masked_fill_(dead, 0.0)
 
 
 def _log_terms(p: torch.Tensor, alpha: Alpha, dim: int):
@@ -82,21 +77,12 @@ class NormmaxBisectFunction(torch.autograd.Function):
     def forward(ctx, X: torch.Tensor, alpha: Alpha, dim: int, n_iter: int) -> torch.Tensor:
         p = _normmax(X, alpha, dim, n_iter)
         ctx.dim = dim
-        ctx.alpha_is_tensor = isinstance(alpha, torch.Tensor)
-        if ctx.alpha_is_tensor:
-            ctx.save_for_backward(p, alpha)
-        else:
-            ctx.alpha = alpha
-            ctx.save_for_backward(p)
+        save_p_alpha(ctx, p, alpha)
         return p
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        if ctx.alpha_is_tensor:
-            p, alpha = ctx.saved_tensors
-        else:
-            (p,) = ctx.saved_tensors
-            alpha = ctx.alpha
+        p, alpha = saved_p_alpha(ctx)
         dim = ctx.dim
         log_p, log_norm, weights = _log_terms(p, alpha, dim)
         # ‖p‖_α^{α−1} p^{2−α} = exp((2−α) log p + (α−1)/α · log Σ p^α)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from data_prep.atomic import atomic_paths
 from sparse_seq2seq import download
 from sparse_seq2seq.download import Checksum, DownloadError, fetch, file_digest, mirror_from_env
 from sparse_seq2seq.lvm.experiments import data as lvm_data
@@ -86,6 +87,32 @@ def test_a_failed_or_interrupted_download_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(DownloadError, match="reset by peer"):
         fetch("x.gz", "https://example.org/x.gz", tmp_path / "dl", checksum=Checksum("0" * 64), log=_quiet)
     assert _files(tmp_path / "dl") == []
+
+
+@pytest.mark.parametrize("name", ("a.gz", "a.gz.partial", ".a.gz.partial"))
+def test_the_temporary_name_ends_in_partial_once_as_data_prep_names_it(tmp_path, monkeypatch, name):
+    """While a download runs, its bytes are in one temporary file beside the target, named as
+    data_prep.atomic names its own (``.a.gz.<random>.partial`` for all three targets)."""
+    dest = tmp_path / "dl"
+    seen = []
+
+    class Watched(io.BytesIO):
+        headers: dict = {}
+
+        def read(self, size=-1):
+            seen.append(_files(dest))
+            return super().read(size)
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: Watched(b"abc"))
+    got = fetch(name, "https://example.org/a.gz", dest, checksum=Checksum(_sha256(b"abc")), log=_quiet)
+    assert got == dest / name and got.read_bytes() == b"abc" and _files(dest) == [name]
+    (temp,) = seen[0]
+    assert temp.startswith(".a.gz.") and temp.endswith(".partial") and temp.count(".partial") == 1
+    assert "." not in temp[len(".a.gz."):-len(".partial")]
+    with atomic_paths(dest / name) as (atomic_temp,):
+        assert atomic_temp.parent == dest
+        assert atomic_temp.name[:len(".a.gz.")] == temp[:len(".a.gz.")]
+        assert atomic_temp.name.count(".partial") == 1 and atomic_temp.name.endswith(".partial")
 
 
 def test_a_present_good_copy_is_kept_and_a_bad_one_replaced(tmp_path):
