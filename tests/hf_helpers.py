@@ -62,3 +62,21 @@ def reference_probs(scores: torch.Tensor, allowed: torch.Tensor, normalizer: str
             p = entmax.entmax_bisect(row, alpha[h].double(), dim=-1, n_iter=100)
         out[b, h, i, keep] = p
     return out
+
+
+def capturing_bias(normalizer: str) -> str:
+    """Like :func:`capturing`, and also records the ``position_bias`` keyword (T5) as ``bias``
+    (None where the model gives none)."""
+    name = f"test_capture_bias_{normalizer}"
+
+    def forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        out, weights = attention_forward(module, query, key, value, attention_mask, scaling=scaling,
+                                         dropout=dropout, normalizer=normalizer, **kwargs)
+        bias = kwargs.get("position_bias")
+        CALLS.append(dict(module=module, q=query.detach(), k=key.detach(), scaling=scaling,
+                          weights=weights.detach(), bias=None if bias is None else bias.detach()))
+        return out, weights
+
+    AttentionInterface.register(name, forward)
+    AttentionMaskInterface.register(name, sdpa_mask)
+    return name

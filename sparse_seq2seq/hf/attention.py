@@ -11,11 +11,13 @@ Masks: a boolean mask (True = attend, as ``sdpa_mask`` builds it) or an additive
 (0 = attend, the dtype's minimum or −inf = forbidden, as ``eager_mask`` builds it; other
 finite values are added as biases); None means causal attention for a causal module with more
 than one query (top-left aligned, as transformers' sdpa path), no mask otherwise. Forbidden
-keys get −inf, so a query with no key left gets zeros. Scores and the normaliser run in
-float32 for half-precision inputs; the output has the input dtype.
+keys get −inf, so a query with no key left gets zeros. A ``position_bias`` keyword (T5's
+relative position bias, (1 or B, H, Tq, Tk)) is added to the scores before the mask, as T5's
+eager attention does. Scores and the normaliser run in float32 for half-precision inputs; the
+output has the input dtype.
 
-On CUDA, with a plain padding or causal mask, no dropout and no kept attention, α-entmax
-runs through the fused kernel of :mod:`sparse_seq2seq.kernels` (O(T) memory).
+On CUDA, with a plain padding or causal mask, no position bias, no dropout and no kept
+attention, α-entmax runs through the fused kernel of :mod:`sparse_seq2seq.kernels` (O(T) memory).
 """
 from __future__ import annotations
 
@@ -105,9 +107,9 @@ def _on_gpu(query: Tensor) -> bool:
     return query.is_cuda
 
 
-def _fused(module, query, key, value, mask, causal, scaling, dropout, name):
+def _fused(module, query, key, value, mask, causal, scaling, dropout, name, bias):
     """The fused kernel's output (batch, heads, q_len, head_dim), or None when it does not apply."""
-    if not _on_gpu(query) or normalizer_spec(name).alpha == 1.0:
+    if not _on_gpu(query) or normalizer_spec(name).alpha == 1.0 or bias is not None:
         return None
     if (dropout > 0 and module.training) or getattr(module, KEEP_FLAG, False):
         return None
@@ -138,29 +140,35 @@ def _repeat_kv(states: Tensor, heads: int) -> Tensor:
 def attention_forward(module: nn.Module, query: Tensor, key: Tensor, value: Tensor,
                       attention_mask: Optional[Tensor], scaling: Optional[float] = None,
                       dropout: float = 0.0, *, normalizer: str, is_causal: Optional[bool] = None,
-                      **kwargs) -> Tuple[Tensor, Optional[Tensor]]:
+                      position_bias: Optional[Tensor] = None, **kwargs) -> Tuple[Tensor, Optional[Tensor]]:
     """Sparse attention for transformers' ``AttentionInterface``.
 
     query (B, H, Tq, D); key, value (B, H_kv, Tk, D) with H a multiple of H_kv;
     attention_mask (B, 1 or H, Tq, ≥Tk), boolean or additive, or None (see the module
-    docstring). Returns (output (B, Tq, H, D) in the query's dtype, weights (B, H, Tq, Tk)
-    in the query's dtype, or None from the fused kernel)."""
+    docstring); position_bias (1 or B, H, Tq, ≥Tk), added to the scores, or None. Returns
+    (output (B, Tq, H, D) in the query's dtype, weights (B, H, Tq, Tk) in the query's dtype,
+    or None from the fused kernel)."""
     heads, q_len = query.size(1), query.size(2)
     key, value = _repeat_kv(key, heads), _repeat_kv(value, heads)
     kv_len = key.size(2)
     scaling = query.size(-1) ** -0.5 if scaling is None else scaling
     if attention_mask is not None:
         attention_mask = attention_mask[..., :kv_len]
+    if position_bias is not None:
+        position_bias = position_bias[..., :kv_len]
     causal = bool(is_causal if is_causal is not None else getattr(module, "is_causal", True))
     causal = causal and attention_mask is None and q_len > 1
     mapping = _mapping(module, normalizer, heads)
 
-    out = _fused(module, query, key, value, attention_mask, causal, scaling, dropout, normalizer)
+    out = _fused(module, query, key, value, attention_mask, causal, scaling, dropout, normalizer,
+                 position_bias)
     if out is not None:
         return out.transpose(1, 2).contiguous(), None
 
     dtype = compute_dtype(query)  # float32 for half precision
     scores = torch.matmul(query.to(dtype), key.to(dtype).transpose(-1, -2)) * scaling
+    if position_bias is not None:
+        scores = scores + position_bias.to(dtype)
     if attention_mask is not None:
         forbidden = ~allowed_keys(attention_mask)
         if attention_mask.dtype != torch.bool:

@@ -14,11 +14,19 @@ The config records ``attn_implementation`` (the key transformers reads back on l
 ``entmax_alpha_init``; a model built from such a config — ``from_pretrained`` of a saved folder,
 or any model built with ``attn_implementation="alpha_entmax"`` — gets its α modules in
 ``post_init`` (wrapped once, on import of :mod:`sparse_seq2seq.hf`), before its weights are read.
+
+Composite models (``EncoderDecoderModel`` of two BERTs, T5 with its two stacks): the choice is
+recorded in every config of the model — the top one, its sub-configs (``config.encoder``,
+``config.decoder``) and the config of every nested ``PreTrainedModel`` — so the whole model and
+each half saved alone load back sparse; every nested model's ``post_init`` gives its own
+attention modules their α and its own ``_init_weights`` (the one ``from_pretrained`` calls on
+it) fills missing α. A model any part of which computes attention without transformers'
+attention interface is refused, naming that part.
 """
 from __future__ import annotations
 
 from functools import partial
-from typing import Union
+from typing import List, Union
 
 import torch
 from torch import nn
@@ -32,12 +40,13 @@ from ..registry import ALPHA_INIT_DEFAULT, normalizer_spec
 from .attention import ALPHA_MODULE, attention_forward
 from .modules import attention_modules, num_heads
 
-__all__ = ["IMPLEMENTATIONS", "SOFTMAX", "register", "sparsify", "attach_alpha"]
+__all__ = ["IMPLEMENTATIONS", "SOFTMAX", "register", "sparsify", "attach_alpha", "model_configs"]
 
 IMPLEMENTATIONS = ("sparsemax", "entmax15", "alpha_entmax")
 SOFTMAX = "sparse_seq2seq_softmax"
 _NORMALIZER = {**{name: name for name in IMPLEMENTATIONS}, SOFTMAX: "softmax"}
 ALPHA_INIT_KEY = "entmax_alpha_init"
+RESTORED_INIT = "_restored_init"  # on α given in post_init: the init it was given at
 
 
 def register() -> None:
@@ -67,20 +76,42 @@ def _alpha_init(config) -> Union[float, str]:
 
 def _restore(model: PreTrainedModel) -> None:
     """After ``post_init``: record one of our implementations in the config and give every
-    attention module its α when the implementation learns α."""
+    attention module its α when the implementation learns α. A composite model runs this after
+    its nested models did: their configs inherit its ``entmax_alpha_init`` where they lack one,
+    and α that a nested model gave at another init is given again at the inherited one."""
     config = model.config
     name = getattr(config, "_attn_implementation", None)
     if not isinstance(name, str) or name not in IMPLEMENTATIONS:
         return
-    config.attn_implementation = name
-    if normalizer_spec(name).learned:
-        with torch.device("cpu"):  # real values, also inside from_pretrained's meta-device init
-            attach_alpha(model, _alpha_init(config), replace=False)
-        _initialise_missing_alpha(model)
+    for each in model_configs(model):
+        if getattr(each, "_attn_implementation", None) == name:
+            each.attn_implementation = name
+    if not normalizer_spec(name).learned:
+        return
+    nested = [m for m in model.modules() if isinstance(m, PreTrainedModel)]  # outer before inner
+    for sub in nested:
+        inherited = getattr(config, ALPHA_INIT_KEY, None)
+        if inherited is not None and getattr(sub.config, ALPHA_INIT_KEY, None) is None:
+            setattr(sub.config, ALPHA_INIT_KEY, inherited)
+    wanted = {}  # attention module → the α init of the innermost model holding it
+    for sub in nested:
+        for _, module in attention_modules(sub):
+            wanted[id(module)] = _alpha_init(sub.config)
+    with torch.device("cpu"):  # real values, also inside from_pretrained's meta-device init
+        for _, module in attention_modules(model):
+            init_value = wanted[id(module)]
+            alpha = getattr(module, ALPHA_MODULE, None)
+            given = getattr(alpha, RESTORED_INIT, None)
+            if isinstance(alpha, AlphaEntmaxNormalizer) and (given is None or given == init_value):
+                continue  # α of sparsify / attach_alpha, or already at this init
+            _attach(module, init_value)
+            setattr(getattr(module, ALPHA_MODULE), RESTORED_INIT, init_value)
+    for sub in nested:
+        _initialise_missing_alpha(sub)
 
 
 def _initialise_missing_alpha(model: PreTrainedModel) -> None:
-    """from_pretrained empties the parameters the checkpoint lacks and asks the model's
+    """from_pretrained empties the parameters the checkpoint lacks and asks each (nested) model's
     ``_init_weights`` to fill them: this model's (not its class's) also fills α with its init."""
     init_weights = model._init_weights
     if getattr(init_weights, "_sparse_seq2seq", False):
@@ -96,6 +127,14 @@ def _initialise_missing_alpha(model: PreTrainedModel) -> None:
     model._init_weights = _init_weights
 
 
+def _attach(module: nn.Module, alpha_init: Union[float, str]) -> None:
+    alpha = AlphaEntmaxNormalizer(num_heads(module), alpha_init)
+    reference = next(module.parameters(), None)
+    if reference is not None and reference.device.type != "meta":
+        alpha = alpha.to(reference.device)
+    setattr(module, ALPHA_MODULE, alpha)
+
+
 def attach_alpha(model: nn.Module, alpha_init: Union[float, str] = 1.5, replace: bool = True) -> int:
     """Give every attention module of ``model`` a learned α per head (α = 1 + sigmoid(a),
     initialised at ``alpha_init``: a number in (1, 2] or ``"random"``); with ``replace=False``
@@ -104,13 +143,44 @@ def attach_alpha(model: nn.Module, alpha_init: Union[float, str] = 1.5, replace:
     for _, module in attention_modules(model):
         if not replace and isinstance(getattr(module, ALPHA_MODULE, None), AlphaEntmaxNormalizer):
             continue
-        alpha = AlphaEntmaxNormalizer(num_heads(module), alpha_init)
-        reference = next(module.parameters(), None)
-        if reference is not None and reference.device.type != "meta":
-            alpha = alpha.to(reference.device)
-        setattr(module, ALPHA_MODULE, alpha)
+        _attach(module, alpha_init)
         count += 1
     return count
+
+
+def model_configs(model: PreTrainedModel) -> List:
+    """Every distinct config of ``model``: its own, its sub-configs at any depth and those of
+    the ``PreTrainedModel`` modules nested in it (T5's stacks hold copies of the top config)."""
+    found, seen = [], set()
+
+    def visit(config) -> None:
+        if config is None or id(config) in seen:
+            return
+        seen.add(id(config))
+        found.append(config)
+        for key in getattr(config, "sub_configs", {}) or {}:
+            visit(getattr(config, key, None))
+
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            visit(module.config)
+    return found
+
+
+def _refuse_without_interface(model: PreTrainedModel) -> None:
+    """ValueError naming the first part of ``model`` whose attention does not go through
+    transformers' attention interface (sparse attention would silently miss it)."""
+    if not any(True for _ in attention_modules(model)):
+        raise ValueError(f"{type(model).__name__} has no attention module that calls transformers' "
+                         "attention interface (ALL_ATTENTION_FUNCTIONS), so its attention cannot be "
+                         "made sparse")
+    for name, module in model.named_modules():
+        can_set = getattr(module, "_can_set_attn_implementation", None)
+        if isinstance(module, PreTrainedModel) and can_set is not None and not can_set():
+            where = f" (its {name!r})" if name else ""
+            raise ValueError(f"{type(model).__name__}{where}: {type(module).__name__} computes attention "
+                             "itself instead of calling transformers' attention interface "
+                             "(ALL_ATTENTION_FUNCTIONS), so its attention cannot be made sparse")
 
 
 def _drop_alpha(model: nn.Module) -> None:
@@ -130,25 +200,27 @@ def sparsify(model: PreTrainedModel, normalizer: str = "alpha_entmax",
         raise ValueError(f"normalizer must be one of {IMPLEMENTATIONS + ('softmax',)}, got {normalizer!r}")
     if not isinstance(model, PreTrainedModel):
         raise TypeError(f"sparsify needs a transformers PreTrainedModel, got {type(model).__name__}")
-    if not any(True for _ in attention_modules(model)):
-        raise ValueError(f"{type(model).__name__} has no attention module that calls transformers' "
-                         "attention interface")
+    _refuse_without_interface(model)
     register()
-    config = model.config
+    configs = model_configs(model)
     if normalizer == "softmax":
         _drop_alpha(model)
-        for key in ("attn_implementation", ALPHA_INIT_KEY):
-            if hasattr(config, key):
-                delattr(config, key)
+        for config in configs:
+            for key in ("attn_implementation", ALPHA_INIT_KEY):
+                if key in vars(config):
+                    delattr(config, key)
         model.set_attn_implementation("eager")
         return model
-    if normalizer_spec(normalizer).learned:
+    learned = normalizer_spec(normalizer).learned
+    if learned:
         attach_alpha(model, alpha_init)
-        setattr(config, ALPHA_INIT_KEY, alpha_init)
     else:
         _drop_alpha(model)
-        if hasattr(config, ALPHA_INIT_KEY):
-            delattr(config, ALPHA_INIT_KEY)
     model.set_attn_implementation(normalizer)
-    config.attn_implementation = normalizer
+    for config in configs:
+        config.attn_implementation = normalizer
+        if learned:
+            setattr(config, ALPHA_INIT_KEY, alpha_init)
+        elif ALPHA_INIT_KEY in vars(config):
+            delattr(config, ALPHA_INIT_KEY)
     return model
