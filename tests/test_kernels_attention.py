@@ -17,6 +17,7 @@ if not torch.cuda.is_available():
 import triton  # noqa: E402,F401  (CI installs triton: a missing triton fails these tests)
 
 from sparse_seq2seq.kernels import attention as fa  # noqa: E402
+from sparse_seq2seq.kernels import launch  # noqa: E402
 from sparse_seq2seq.kernels import sparse_attention  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -25,13 +26,13 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @pytest.fixture
 def blocks():
     """Set the interpreter's tile sizes for one test (restored afterwards)."""
-    saved = dict(fa.INTERPRETER_BLOCKS)
+    saved = dict(launch.INTERPRETER_BLOCKS)
 
     def use(size: int):
-        fa.INTERPRETER_BLOCKS.update(BM=size, BN=size)
+        launch.INTERPRETER_BLOCKS.update(BM=size, BN=size)
 
     yield use
-    fa.INTERPRETER_BLOCKS.update(saved)
+    launch.INTERPRETER_BLOCKS.update(saved)
 
 
 def _inputs(batch, heads, tq, tk, dim, seed, spread=1.0):
@@ -79,8 +80,17 @@ CASES = [
 ]
 
 
+@pytest.fixture(params=["streamed", "resident"])
+def path(request, monkeypatch):
+    """Run a test through the streamed kernels and through the row-resident ones."""
+    if request.param == "streamed":
+        monkeypatch.setattr(launch, "RESIDENT_MAX_KEYS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("batch,heads,tq,tk,dim,alpha,padded,causal,tile", CASES)
-def test_matches_materialised_path(blocks, batch, heads, tq, tk, dim, alpha, padded, causal, tile):
+def test_matches_materialised_path(blocks, path, batch, heads, tq, tk, dim, alpha, padded,
+                                   causal, tile):
     blocks(tile)
     q, k, v = _inputs(batch, heads, tq, tk, dim, seed=tq * 131 + tk)
     alpha = _heads_alpha(alpha) if isinstance(alpha, list) else alpha
@@ -88,7 +98,7 @@ def test_matches_materialised_path(blocks, batch, heads, tq, tk, dim, alpha, pad
     _compare(q, k, v, alpha, kpm, causal)
 
 
-def test_fully_masked_rows_give_zeros_and_no_gradient(blocks):
+def test_fully_masked_rows_give_zeros_and_no_gradient(blocks, path):
     """A batch entry whose keys are all padding, and causal rows before the first key
     (Tq > Tk, bottom-right alignment), give zero outputs and zero gradients."""
     blocks(16)
@@ -112,12 +122,12 @@ def test_dead_key_blocks_are_skipped_and_results_unchanged(blocks):
     alpha = _heads_alpha([1.5, 2.0])
     _compare(q, k, v, alpha)
     _, _, live, _, _ = fa.launch_forward(q.detach(), k.detach(), v.detach(), alpha.detach(), None,
-                                       False, 32 ** -0.5, 0)
+                                         False, 32 ** -0.5, 0, resident=False)
     assert live.shape == (2, 3, 7)
     assert 0 < live.float().mean() < 0.8
 
 
-def test_density_and_weights_from_the_kept_rows(blocks):
+def test_density_and_weights_from_the_kept_rows(blocks, path):
     from sparse_seq2seq.normalizers import head_density
     blocks(16)
     q, k, v = _inputs(2, 2, 20, 30, 32, seed=4)
@@ -135,7 +145,7 @@ def test_density_and_weights_from_the_kept_rows(blocks):
     torch.testing.assert_close(stats.weights(q, k, kpm, causal=True), probs, atol=1e-6, rtol=1e-5)
 
 
-def test_float_alpha_kernels_agree_with_the_general_one(blocks):
+def test_float_alpha_kernels_agree_with_the_general_one(blocks, path):
     """α = 2 and α = 1.5 as floats use closed forms; as tensors the general q-exponential."""
     blocks(16)
     q, k, v = _inputs(1, 2, 17, 20, 32, seed=11)
@@ -145,7 +155,7 @@ def test_float_alpha_kernels_agree_with_the_general_one(blocks):
         torch.testing.assert_close(special, general, atol=1e-5, rtol=1e-5)
 
 
-def test_alpha_close_to_one_stays_accurate(blocks):
+def test_alpha_close_to_one_stays_accurate(blocks, path):
     """α − 1 = 1e-3 (a learned α drifting to 1): log1p/expm1 forms keep the output right
     (reference: float64 materialised path)."""
     blocks(16)
@@ -215,8 +225,8 @@ def test_one_key_block_rows_finish_in_their_first_sweep(blocks):
     q, k, v = _inputs(1, 2, 40, 16, 32, seed=7)
     alpha = torch.tensor([1.3, 1.9], device=DEVICE)
     out, rows, _, _, _ = fa.launch_forward(q.detach(), k.detach(), v.detach(), alpha, None,
-                                           False, 32 ** -0.5, 0)
-    assert rows["tiles"].tolist() == [[2, 1]] * (2 * 3)
+                                           False, 32 ** -0.5, 0, resident=False)
+    assert rows["tiles"].tolist() == [[2, 1]] * rows["tiles"].size(0)
     torch.testing.assert_close(out, fa.materialised_attention(q, k, v, alpha).detach(),
                                atol=1e-5, rtol=1e-5)
 
@@ -228,26 +238,72 @@ def test_start_and_output_in_the_last_sweep_cut_the_work(blocks):
     q, k, v = _inputs(1, 2, 64, 96, 32, seed=9, spread=1.4)
     alpha = torch.tensor([1.5, 2.0], device=DEVICE)
     args = (q.detach(), k.detach(), v.detach(), alpha, None, False, 32 ** -0.5, 0)
-    base_out, base, _, _, _ = fa.launch_forward(*args, start_iter=0, predict_tol=0.0)
-    out, ours, _, _, _ = fa.launch_forward(*args)
+    base_out, base, _, _, _ = fa.launch_forward(*args, start_iter=0, predict_tol=0.0,
+                                                resident=False)
+    out, ours, _, _, _ = fa.launch_forward(*args, resident=False)
     torch.testing.assert_close(out, base_out, atol=1e-5, rtol=1e-5)
     base_qk, ours_qk = (int(r["tiles"][:, 0].sum()) for r in (base, ours))
     assert ours_qk <= 0.8 * base_qk, (ours_qk, base_qk)
     assert int(ours["tiles"][:, 1].sum()) <= int(base["tiles"][:, 1].sum()) * 1.5
 
 
+@pytest.mark.parametrize("resident", [False, None])
 @pytest.mark.parametrize("causal", [False, True])
-def test_backward_blocks_cover_the_support_and_little_else(blocks, causal):
+def test_backward_blocks_cover_the_support_and_little_else(blocks, causal, resident):
     """The blocks the backward visits hold every nonzero p (else a gradient would be lost) and,
     for peaked scores, are a strict subset of all blocks."""
     blocks(16)
     q, k, v = _inputs(1, 2, 32, 160, 32, seed=12, spread=2.5)
     alpha = torch.tensor([1.5, 2.0], device=DEVICE)
     kpm = _padding(1, 160, seed=3)
-    _, _, kept, _, _ = fa.launch_forward(q.detach(), k.detach(), v.detach(), alpha,
-                                         kpm, causal, 32 ** -0.5, 0)
+    _, _, kept, _, cfg = fa.launch_forward(q.detach(), k.detach(), v.detach(), alpha,
+                                           kpm, causal, 32 ** -0.5, 0, resident=resident)
+    assert (cfg["resident"] is None) == (resident is False)
     probs = fa.entmax_bisect(fa.masked_scores(q.detach(), k.detach(), kpm, causal, 32 ** -0.5),
                              alpha.view(1, 2, 1, 1), dim=-1)
     support = _block_any(probs > 0, 16)
     assert bool((kept.bool() | ~support).all()), "a block with support is not visited"
     assert kept.bool().sum() < kept.numel()
+
+
+def test_resident_rows_compute_each_product_once(blocks):
+    """A row that fits on chip is scored once: one q kᵀ and one p v per (query, key) pair
+    (keys padded to a power of two), against the streamed kernel's several score sweeps,
+    with the same outputs, τ and support blocks."""
+    blocks(16)
+    q, k, v = _inputs(1, 2, 64, 40, 32, seed=9, spread=1.4)
+    alpha = torch.tensor([1.5, 1.2], device=DEVICE)
+    args = (q.detach(), k.detach(), v.detach(), alpha, None, False, 32 ** -0.5, 0)
+    out, rows, blocks_held, _, cfg = fa.launch_forward(*args)
+    streamed_out, streamed, streamed_blocks, _, _ = fa.launch_forward(*args, resident=False)
+    res = cfg["resident"]
+    assert res is not None and res["TKP"] == 64
+    pairs = streamed_blocks.numel()
+    padded = res["TKP"] / (streamed_blocks.size(-1) * cfg["BN"])  # 64 of 48 keys under the interpreter
+    assert rows["tiles"].sum(0).tolist() == [pairs * padded] * 2
+    assert float(streamed["tiles"][:, 0].sum()) >= 2 * pairs
+    torch.testing.assert_close(out, streamed_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rows["thresh"], streamed["thresh"], atol=1e-5, rtol=1e-5)
+    assert torch.equal(blocks_held, streamed_blocks)
+
+
+def test_resident_config_by_length_device_and_dtype():
+    """Rows up to RESIDENT_MAX_KEYS keys are resident (TKP the power of two, at least BN);
+    longer rows stream. On a GPU the limit and tiles come from the spill-free table."""
+    cfg = {"BM": 32, "BN": 32}
+    config = lambda tk, device="cpu", dtype=torch.float32, dim=64, streamed=cfg: (
+        launch.resident_config(device, dtype, dim, tk, streamed))
+    assert config(1)["TKP"] == 32
+    assert config(33)["TKP"] == 64
+    assert config(launch.RESIDENT_MAX_KEYS)["TKP"] == launch.RESIDENT_MAX_KEYS
+    assert config(launch.RESIDENT_MAX_KEYS + 1) is None
+    assert config(200, streamed={"BM": 16, "BN": 16})["RBM"] == 16
+    assert config(20)["RBM"] == 32  # a 32-key tile: BM rows under the interpreter
+    gpu = launch.streamed_config("cuda", torch.float16, 128, 500)
+    assert gpu == dict(BM=32, BN=32, num_warps=8)
+    assert launch.streamed_config("cuda", torch.float16, 128, 9)["BM"] == 16
+    assert config(128, "cuda", torch.bfloat16, 128, gpu) == dict(RBM=16, TKP=128, num_warps=8)
+    assert config(129, "cuda", torch.bfloat16, 128, gpu) is None
+    assert config(256, "cuda", torch.float16, 64, gpu)["TKP"] == 256
+    assert config(65, "cuda", torch.float32, 64, gpu) is None
+    assert config(1, "cuda", torch.float32, 128, gpu) is None

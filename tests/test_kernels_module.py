@@ -15,6 +15,7 @@ import triton  # noqa: E402,F401  (CI installs triton: a missing triton fails th
 from sparse_seq2seq import attention as attention_module  # noqa: E402
 from sparse_seq2seq.attention import KERNEL_ENV, SparseMultiheadAttention  # noqa: E402
 from sparse_seq2seq.kernels import attention as fa  # noqa: E402
+from sparse_seq2seq.kernels import launch  # noqa: E402
 
 EMBED, HEADS = 64, 2  # head dim 32
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -22,10 +23,10 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 @pytest.fixture(autouse=True)
 def small_tiles():
-    saved = dict(fa.INTERPRETER_BLOCKS)
-    fa.INTERPRETER_BLOCKS.update(BM=16, BN=16)
+    saved = dict(launch.INTERPRETER_BLOCKS)
+    launch.INTERPRETER_BLOCKS.update(BM=16, BN=16)
     yield
-    fa.INTERPRETER_BLOCKS.update(saved)
+    launch.INTERPRETER_BLOCKS.update(saved)
 
 
 def _module(normalizer, **kwargs):

@@ -21,72 +21,10 @@ block dk and dv
 import triton
 import triton.language as tl
 
-from ._triton_common import (KIND_ENTMAX15, KIND_GENERAL, KIND_SPARSEMAX, LN2,  # noqa: F401
-                             expm1_ratio, log2_prob, newton_update, qexp)
-
-
-@triton.jit
-def _score_tile(q, K, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
-                D: tl.constexpr, HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr):
-    """(BM, BN) scores of the query tile against keys offs_n; masked entries −inf."""
-    key_ok = offs_n < Tk
-    kt = tl.load(K + offs_n[None, :] * D + offs_d[:, None], mask=key_ok[None, :], other=0.0)
-    s = tl.dot(q, kt, input_precision=PREC) * scale
-    if HAS_KPM:
-        pad = tl.load(kpm_row + offs_n, mask=key_ok, other=1)
-        key_ok = key_ok & (pad == 0)
-    ok = key_ok[None, :]
-    if CAUSAL:
-        ok = ok & (offs_n[None, :] <= offs_m[:, None] + q_shift)
-    return tl.where(ok, s, float("-inf"))
-
-
-@triton.jit
-def _key_blocks(pid_m, Tq, Tk, BM: tl.constexpr, BN: tl.constexpr, CAUSAL: tl.constexpr):
-    """Number of key blocks a query block can see."""
-    n_end = Tk
-    if CAUSAL:
-        n_end = tl.minimum(Tk, (pid_m + 1) * BM + (Tk - Tq))
-        n_end = tl.maximum(n_end, 0)
-    return tl.cdiv(n_end, BN)
-
-
-@triton.jit
-def _query_block(Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb,
-                 D: tl.constexpr, BM: tl.constexpr):
-    """Offsets and base pointers of this program's query block and batch·head."""
-    pid_m = tl.program_id(0) % n_qb  # one flat grid: the blocks of a head are neighbours
-    bh = tl.program_id(0) // n_qb
-    offs_m = pid_m * BM + tl.arange(0, BM)
-    offs_d = tl.arange(0, D)
-    row_ok = offs_m < Tq
-    Kb = K + bh.to(tl.int64) * Tk * D
-    Vb = V + bh.to(tl.int64) * Tk * D
-    kpm_row = KPM + (bh // H).to(tl.int64) * Tk
-    live_row = LIVE + (bh.to(tl.int64) * n_qb + pid_m) * n_kb
-    tile = offs_m[:, None] * D + offs_d[None, :]
-    q = tl.load(Q + bh.to(tl.int64) * Tq * D + tile, mask=row_ok[:, None], other=0.0)
-    am1 = tl.load(ALPHA + bh % H).to(tl.float32) - 1.0
-    return pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, live_row, tile, q, am1
-
-
-@triton.jit
-def _subset_root(z, am1, tol, KIND: tl.constexpr, ITERS: tl.constexpr):
-    """τ solving Σ_{j∈A} p_j(τ) = 1 over a subset A of a row's keys held in registers
-    (z − m, −inf outside A). Since Σ_A p ≤ Σ p, it lies at or below the row's τ (up to
-    rounding), so Newton over all keys starts close, from the side it converges from."""
-    n = tl.sum((z > float("-inf")).to(tl.float32), 1)
-    lo = tl.zeros_like(n)
-    hi = -expm1_ratio(-tl.log(tl.maximum(n, 1.0)), am1)
-    tau = lo
-    done = n == 0.0
-    it = 0
-    while (it < ITERS) & (tl.sum((~done).to(tl.int32), 0) > 0):
-        p, slope = qexp(z - tau[:, None], am1, KIND)
-        tau, lo, hi, done = newton_update(tau, lo, hi, tl.sum(p, 1), tl.sum(slope, 1), am1,
-                                          done, tol)
-        it += 1
-    return tau
+from ._triton_common import (KIND_ENTMAX15, KIND_GENERAL, KIND_SPARSEMAX,  # noqa: F401
+                             expm1_ratio, newton_update, qexp)
+from ._triton_tiles import (grad_sums, key_blocks, probs_tile, query_block, saved_rows,
+                            score_tile, store_row_grads, subset_root)
 
 
 @triton.jit
@@ -95,12 +33,12 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
                   D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                   HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr,
                   MAX_ITER: tl.constexpr, START_ITER: tl.constexpr):
-    pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, live_row, tile, q, am1 = _query_block(
+    pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, live_row, tile, q, am1 = query_block(
         Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb, D, BM)
     supp_row = SUPP + (bh.to(tl.int64) * n_qb + pid_m) * n_kb
     rows = bh.to(tl.int64) * Tq + offs_m
     q_shift = Tk - Tq
-    nb = _key_blocks(pid_m, Tq, Tk, BM, BN, CAUSAL)
+    nb = key_blocks(pid_m, Tq, Tk, BM, BN, CAUSAL)
 
     # pass 1: per row and key column (j mod BN) the largest score, hence the row maxima,
     # the key counts and a start for τ: the root over the column maxima alone
@@ -108,14 +46,14 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
     count = tl.zeros((BM,), tl.float32)
     for kb in range(0, nb):
         offs_n = kb * BN + tl.arange(0, BN)
-        s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
+        s = score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
                         D, HAS_KPM, CAUSAL, PREC)
         top = tl.maximum(top, s)
         count += tl.sum((s > float("-inf")).to(tl.float32), 1)
         tl.store(live_row + kb, 1)
     empty = (count == 0.0) | (~row_ok)
     m = tl.where(empty, 0.0, tl.max(top, 1))
-    tau = _subset_root(top - m[:, None], am1, tol, KIND, START_ITER)
+    tau = subset_root(top - m[:, None], am1, tol, KIND, START_ITER)
     tl.store(KEYS + rows, count, mask=row_ok)
     tl.debug_barrier()
 
@@ -144,7 +82,7 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
         for kb in range(0, nb):
             if tl.load(live_row + kb) != 0:
                 offs_n = kb * BN + tl.arange(0, BN)
-                s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
+                s = score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
                                 D, HAS_KPM, CAUSAL, PREC)
                 score_tiles += 1
                 z = s - m[:, None]
@@ -186,74 +124,47 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
 
 
 @triton.jit
-def _probs_tile(s, thresh, log2_norm, am1, KIND: tl.constexpr):
-    """Normalised p and s̃ = p^{2−α} of a score tile (rows with no mass give zeros)."""
-    p_raw, slope_raw = qexp(s - thresh[:, None], am1, KIND)
-    inv_norm = tl.exp2(-log2_norm)
-    slope_scale = tl.exp2((am1 - 1.0) * log2_norm)
-    return p_raw * inv_norm[:, None], slope_raw * slope_scale[:, None]
-
-
-@triton.jit
 def attention_bwd_dq(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, LIVE, CROW, GALPHA,
                      H, Tq, Tk, n_qb, n_kb, scale,
                      D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                      HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr,
                      NEED_ALPHA: tl.constexpr):
-    pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, live_row, tile, q, am1 = _query_block(
+    pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, live_row, tile, q, am1 = query_block(
         Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb, D, BM)
-    rows = bh.to(tl.int64) * Tq + offs_m
-    do = tl.load(DO + bh.to(tl.int64) * Tq * D + tile, mask=row_ok[:, None], other=0.0)
-    thresh = tl.load(TAU + rows, mask=row_ok, other=0.0)
-    norm = tl.load(NORM + rows, mask=row_ok, other=0.0)
-    has_mass = norm > 0.0
-    log2_norm = tl.log2(tl.where(has_mass, norm, 1.0))
+    rows, do, thresh, norm, has_mass, log2_norm = saved_rows(DO, TAU, NORM, bh, offs_m, tile,
+                                                             row_ok, Tq, D)
     q_shift = Tk - Tq
-    nb = _key_blocks(pid_m, Tq, Tk, BM, BN, CAUSAL)
+    nb = key_blocks(pid_m, Tq, Tk, BM, BN, CAUSAL)
 
     # one sweep: the row sums for c (and ∂α) and dq = Σ_j s̃_j (g_j − c) k_j, accumulated as
     # Σ s̃ g k − c Σ s̃ k since c is known only at the end
-    slope_sum = tl.zeros((BM,), tl.float32)
-    g_slope = tl.zeros((BM,), tl.float32)
-    g_p = tl.zeros((BM,), tl.float32)
-    entropy = tl.zeros((BM,), tl.float32)
-    g_h = tl.zeros((BM,), tl.float32)
-    p_l2 = tl.zeros((BM,), tl.float32)
-    g_p_l2 = tl.zeros((BM,), tl.float32)
+    zero = tl.zeros((BM,), tl.float32)
+    slope_sum, g_slope, g_p, entropy, g_h, p_l2, g_p_l2 = zero, zero, zero, zero, zero, zero, zero
     dq_g = tl.zeros((BM, D), tl.float32)
     dq_s = tl.zeros((BM, D), tl.float32)
     for kb in range(0, nb):
         if tl.load(live_row + kb) != 0:
             offs_n = kb * BN + tl.arange(0, BN)
-            s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
-                            D, HAS_KPM, CAUSAL, PREC)
-            p, slope = _probs_tile(s, thresh, log2_norm, am1, KIND)
+            s = score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
+                           D, HAS_KPM, CAUSAL, PREC)
             key_ok = (offs_n < Tk)[:, None]
             kv_tile = offs_n[:, None] * D + offs_d[None, :]
             v = tl.load(Vb + kv_tile, mask=key_ok, other=0.0)
             k = tl.load(Kb + kv_tile, mask=key_ok, other=0.0)
             g = tl.dot(do, tl.trans(v), input_precision=PREC)
-            slope_g = slope * g
-            slope_sum += tl.sum(slope, 1)
-            g_slope += tl.sum(slope_g, 1)
+            slope, slope_g, a0, a1, a2, a3, a4, a5, a6 = grad_sums(
+                s, thresh, log2_norm, am1, g, KIND, NEED_ALPHA)
+            slope_sum += a0
+            g_slope += a1
+            g_p += a2
+            entropy += a3
+            g_h += a4
+            p_l2 += a5
+            g_p_l2 += a6
             dq_g += tl.dot(slope_g.to(k.dtype), k, input_precision=PREC)
             dq_s += tl.dot(slope.to(k.dtype), k, input_precision=PREC)
-            if NEED_ALPHA:
-                ln_p = LN2 * (log2_prob(s - thresh[:, None], am1, KIND) - log2_norm[:, None])
-                p_ln_p = p * ln_p
-                g_p += tl.sum(g * p, 1)
-                entropy -= tl.sum(p_ln_p, 1)
-                g_h -= tl.sum(g * p_ln_p, 1)
-                p_l2 += tl.sum(p_ln_p * ln_p, 1)
-                g_p_l2 += tl.sum(g * p_ln_p * ln_p, 1)
-    c = tl.where(has_mass, g_slope / tl.where(slope_sum > 0.0, slope_sum, 1.0), 0.0)
-    tl.store(CROW + rows, c, mask=row_ok)
-    if NEED_ALPHA:
-        safe = tl.where(am1 < 1e-4, 1.0, am1)
-        closed = (g_p - c) / (safe * safe) + (g_h - c * entropy) / safe
-        limit = -0.5 * (g_p_l2 - g_p * p_l2)
-        grad_alpha = tl.where(am1 < 1e-4, limit, closed)
-        tl.store(GALPHA + rows, tl.where(has_mass, grad_alpha, 0.0), mask=row_ok)
+    c = store_row_grads(CROW, GALPHA, rows, row_ok, has_mass, am1, slope_sum, g_slope,
+                        g_p, entropy, g_h, p_l2, g_p_l2, NEED_ALPHA)
     dq = dq_g - c[:, None] * dq_s
     tl.store(DQ + bh.to(tl.int64) * Tq * D + tile, (dq * scale).to(DQ.dtype.element_ty),
              mask=row_ok[:, None])
@@ -286,18 +197,15 @@ def attention_bwd_dkdv(Q, K, V, DO, DK, DV, ALPHA, KPM, TAU, NORM, LIVE, CROW,
         if tl.load(LIVE + (bh.to(tl.int64) * n_qb + qb) * n_kb + pid_n) != 0:
             offs_m = qb * BM + tl.arange(0, BM)
             row_ok = offs_m < Tq
-            rows = bh.to(tl.int64) * Tq + offs_m
             tile = offs_m[:, None] * D + offs_d[None, :]
             q = tl.load(Q + bh.to(tl.int64) * Tq * D + tile, mask=row_ok[:, None], other=0.0)
-            do = tl.load(DO + bh.to(tl.int64) * Tq * D + tile, mask=row_ok[:, None], other=0.0)
-            thresh = tl.load(TAU + rows, mask=row_ok, other=0.0)
-            norm = tl.load(NORM + rows, mask=row_ok, other=0.0)
+            rows, do, thresh, norm, has_mass, log2_norm = saved_rows(
+                DO, TAU, NORM, bh, offs_m, tile, row_ok, Tq, D)
             c = tl.load(CROW + rows, mask=row_ok, other=0.0)
-            log2_norm = tl.log2(tl.where(norm > 0.0, norm, 1.0))
-            s = _score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
+            s = score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
                             D, HAS_KPM, CAUSAL, PREC)
-            s = tl.where((norm > 0.0)[:, None], s, float("-inf"))
-            p, slope = _probs_tile(s, thresh, log2_norm, am1, KIND)
+            s = tl.where(has_mass[:, None], s, float("-inf"))
+            p, slope = probs_tile(s, thresh, log2_norm, am1, KIND)
             dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
             g = tl.dot(do, tl.trans(v), input_precision=PREC)
             ds = slope * (g - c[:, None])

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 import os
+from types import SimpleNamespace
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from ..mappings import entmax15, entmax_bisect, sparsemax
+from .launch import resident_config, streamed_config
 
 Alpha = Union[float, Tensor]
 HEAD_DIMS = (32, 64, 128)
@@ -39,10 +41,14 @@ def interpreting() -> bool:
 
 
 def _kernels():
-    """The Triton module, imported on first use (None, reason when triton is missing)."""
+    """The Triton kernels (streamed and row-resident) as one namespace, imported on first use
+    (None, reason when triton is missing)."""
     if "module" not in _KERNELS:
         try:
-            _KERNELS["module"] = importlib.import_module(f"{__package__}._triton_attention")
+            parts = [importlib.import_module(f"{__package__}.{name}")
+                     for name in ("_triton_attention", "_triton_resident")]
+            _KERNELS["module"] = SimpleNamespace(**{k: v for part in parts
+                                                    for k, v in vars(part).items()})
             _KERNELS["error"] = None
         except ImportError as err:  # triton not installed
             _KERNELS["module"], _KERNELS["error"] = None, f"triton cannot be imported ({err})"
@@ -159,47 +165,60 @@ def _kind(alpha_float: Optional[float], module) -> int:
     return module.KIND_GENERAL
 
 
-INTERPRETER_BLOCKS = {"BM": 32, "BN": 32}  # tl.dot needs at least 16
-
-
-def _launch_config(q: Tensor, tq: int) -> dict:
-    """Tile sizes: :data:`INTERPRETER_BLOCKS` under the interpreter, 64 on a GPU."""
-    if q.device.type != "cuda":
-        return dict(INTERPRETER_BLOCKS)
-    block_m = 16 if tq <= 16 else 64
-    return dict(BM=block_m, BN=64, num_warps=8 if q.size(-1) == 128 else 4)
+def _streamed(cfg: dict) -> dict:
+    """The streamed kernels' launch options (tile sizes, warps) from a launch config."""
+    return {key: value for key, value in cfg.items() if key != "resident"}
 
 
 def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_mask: Optional[Tensor],
                    causal: bool, scale: float, kind: int,
-                   start_iter: int = START_ITER, predict_tol: Optional[float] = None):
+                   start_iter: int = START_ITER, predict_tol: Optional[float] = None,
+                   resident: Optional[bool] = None):
     """Run the forward kernel on contiguous q, k, v; returns (out, rows, blocks, kpm, cfg).
 
     rows: float32 per-row ``thresh`` (τ + m), ``norm`` (Σp), ``support`` and ``keys`` counts;
-    ``tiles`` (int32 (programs, 2): the score tiles q kᵀ and value tiles p v each query block
-    computed); ``live`` (the blocks the forward still visited at its end). blocks: the int8
-    mask (batch·heads, query blocks, key blocks) of blocks holding support; kpm: the int8
-    padding. ``start_iter=0, predict_tol=0`` turn off the start from the column maxima and the
-    output in the last Newton sweep (the benchmarks' baseline)."""
+    ``tiles`` (float32 (programs, 2): the q kᵀ and p v products each program computed, in
+    units of one (BM × BN) tile); ``live`` (the blocks the forward still visited at its end).
+    blocks: the int8 mask (batch·heads, query blocks, key blocks) of blocks holding support;
+    kpm: the int8 padding; cfg: the tile sizes, with ``resident`` the row-resident kernels'
+    (or None). ``resident=False``: the streamed kernel; otherwise the row-resident kernels
+    whenever a row fits (:func:`.launch.resident_config`). ``start_iter=0, predict_tol=0``
+    turn off the streamed kernel's start from the column maxima and its output in the last
+    Newton sweep (the benchmarks' baseline)."""
     mod = _kernels()
     batch, heads, tq, dim = q.shape
     tk = k.size(2)
-    cfg = _launch_config(q, tq)
+    cfg = streamed_config(q.device.type, q.dtype, dim, tq)
+    cfg["resident"] = (resident_config(q.device.type, q.dtype, dim, tk, cfg)
+                       if resident is not False else None)
     n_qb, n_kb = -(-tq // cfg["BM"]), -(-tk // cfg["BN"])
     out = torch.empty_like(q)
     thresh = torch.empty(batch * heads * tq, device=q.device, dtype=torch.float32)
     norm, support, keys = torch.empty_like(thresh), torch.empty_like(thresh), torch.empty_like(thresh)
-    live = torch.empty(batch * heads, n_qb, n_kb, device=q.device, dtype=torch.int8)
-    blocks = torch.zeros_like(live)
-    tiles = torch.empty(batch * heads * n_qb, 2, device=q.device, dtype=torch.int32)
+    blocks = torch.zeros(batch * heads, n_qb, n_kb, device=q.device, dtype=torch.int8)
     kpm = (key_padding_mask.to(torch.int8).contiguous() if key_padding_mask is not None
            else torch.zeros(1, device=q.device, dtype=torch.int8))
-    mod.attention_fwd[(n_qb * batch * heads,)](
-        q, k, v, out, alpha, kpm, thresh, norm, support, keys, live, blocks, tiles,
-        heads, tq, tk, n_qb, n_kb, scale, STEP_TOL, LIVE_MARGIN,
-        PREDICT_TOL[kind] if predict_tol is None else predict_tol, D=dim, KIND=kind,
-        HAS_KPM=key_padding_mask is not None, CAUSAL=bool(causal), PREC=_precision(q),
-        MAX_ITER=MAX_ITER, START_ITER=start_iter, **cfg)
+    flags = dict(D=dim, KIND=kind, HAS_KPM=key_padding_mask is not None, CAUSAL=bool(causal),
+                 PREC=_precision(q), MAX_ITER=MAX_ITER)
+    if cfg["resident"] is not None:
+        res = cfg["resident"]
+        n_rb = -(-tq // res["RBM"])
+        mod.attention_fwd_resident[(n_rb * batch * heads,)](
+            q, k, v, out, alpha, kpm, thresh, norm, support, keys, blocks,
+            heads, tq, tk, n_rb, n_qb, n_kb, scale, STEP_TOL, BM=cfg["BM"], BN=cfg["BN"],
+            **flags, **res)
+        products = res["RBM"] * res["TKP"] / (cfg["BM"] * cfg["BN"])
+        tiles = torch.full((n_rb * batch * heads, 2), products, device=q.device)
+        live = blocks
+    else:
+        live = torch.empty_like(blocks)
+        tiles = torch.empty(batch * heads * n_qb, 2, device=q.device, dtype=torch.int32)
+        mod.attention_fwd[(n_qb * batch * heads,)](
+            q, k, v, out, alpha, kpm, thresh, norm, support, keys, live, blocks, tiles,
+            heads, tq, tk, n_qb, n_kb, scale, STEP_TOL, LIVE_MARGIN,
+            PREDICT_TOL[kind] if predict_tol is None else predict_tol,
+            START_ITER=start_iter, **flags, **_streamed(cfg))
+        tiles = tiles.float()
     rows = dict(thresh=thresh, norm=norm, support=support, keys=keys, tiles=tiles, live=live)
     return out, rows, blocks, kpm, cfg
 
@@ -239,10 +258,17 @@ class SparseAttentionFunction(torch.autograd.Function):
         crow = torch.empty_like(thresh)
         need_alpha = bool(ctx.needs_input_grad[3])
         galpha = torch.zeros_like(thresh) if need_alpha else crow
-        common = dict(D=dim, KIND=kind, HAS_KPM=has_kpm, CAUSAL=causal, PREC=prec, **cfg)
-        mod.attention_bwd_dq[(n_qb * batch * heads,)](
-            q, k, v, grad_out, dq, alpha, kpm, thresh, norm, blocks, crow, galpha,
-            heads, tq, tk, n_qb, n_kb, scale, NEED_ALPHA=need_alpha, **common)
+        flags = dict(D=dim, KIND=kind, HAS_KPM=has_kpm, CAUSAL=causal, PREC=prec)
+        common = dict(flags, **_streamed(cfg))
+        if cfg["resident"] is not None:
+            n_rb = -(-tq // cfg["resident"]["RBM"])
+            mod.attention_bwd_dq_resident[(n_rb * batch * heads,)](
+                q, k, v, grad_out, dq, alpha, kpm, thresh, norm, crow, galpha,
+                heads, tq, tk, n_rb, scale, NEED_ALPHA=need_alpha, **flags, **cfg["resident"])
+        else:
+            mod.attention_bwd_dq[(n_qb * batch * heads,)](
+                q, k, v, grad_out, dq, alpha, kpm, thresh, norm, blocks, crow, galpha,
+                heads, tq, tk, n_qb, n_kb, scale, NEED_ALPHA=need_alpha, **common)
         mod.attention_bwd_dkdv[(n_kb * batch * heads,)](
             q, k, v, grad_out, dk, dv, alpha, kpm, thresh, norm, blocks, crow,
             heads, tq, tk, n_qb, n_kb, scale, **common)
