@@ -16,7 +16,8 @@ the machine, so this runs anywhere. For each length T, score spread and α, per
   and dv: 4);
 * ``resident`` (rows of ≤ RESIDENT_MAX_KEYS keys): the scores once, τ in registers, p v once;
   backward: dq from one tile per query block with c known (3 per pair of that tile,
-  padding included), dk and dv 4 per block holding support.
+  padding included; rows longer than RESIDENT_DQ_MAX_KEYS: the streamed dq, 4 per block
+  holding support), dk and dv 4 per block holding support.
 
 ``qk`` counts the forward's q kᵀ tiles (each also maps its scores through entmax), ``fwd``
 all forward products, ``bwd`` the backward's; ``ours`` is the kernel the dispatch picks
@@ -35,7 +36,7 @@ from typing import List
 
 import torch
 
-LENGTHS = {"cpu": (64, 256), "cuda": (256, 1024, 4096)}  # the interpreter is slow
+LENGTHS = {"cpu": (64, 256, 512), "cuda": (256, 512, 1024, 4096)}  # the interpreter is slow
 QUICK_LENGTHS = (64,)
 ALPHAS = ("1.1", "1.5", "2.0", "learned")
 
@@ -74,7 +75,10 @@ def count(args, device: torch.device) -> List[dict]:
             pairs = blocks.numel()
             qk, pv = (float(t) / pairs for t in r["tiles"].double().sum(0))
             visited = float((r["live"] if label == "base" else blocks).double().sum()) / pairs
-            bwd = visited * per_block + (3 * qk if label == "resident" else 0.0)
+            if label == "resident" and cfg["resident_dq"]:
+                bwd = visited * per_block + 3 * qk  # dq from one tile per query block
+            else:
+                bwd = visited * (per_block if label != "resident" else 8)
             got[label] = dict(qk=qk, fwd=qk + pv, bwd=bwd)
         got["ours"] = got.get("resident", got["streamed"])
         rows.append({"T": length, "spread": spread, "alpha": name, "block": cfg["BN"],

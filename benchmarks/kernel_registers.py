@@ -7,7 +7,8 @@ For each entry of :data:`sparse_seq2seq.kernels.launch.STREAMED_GPU` (tile sizes
 of the streamed kernels) and each row width the resident kernels take
 (:data:`~sparse_seq2seq.kernels.launch.RESIDENT_GPU_KEYS`), it compiles the kernels one
 launch runs (learned α: the general kind with ∂α, causal, key padding, the heaviest
-variant) and prints what ``ptxas -v`` reports: registers per thread (at most 255) and the
+variant; a resident forward with the streamed dq where the row is too long for the resident
+dq) and prints what ``ptxas -v`` reports: registers per thread (at most 255) and the
 bytes spilled to local memory. Spills turn register traffic into memory traffic; the table
 in launch.py was chosen to have none.
 """
@@ -25,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from sparse_seq2seq.kernels import aot, launch  # noqa: E402
 
-WIDTHS = (64, 128, 256)
+WIDTHS = (64, 128, 256, 512)
 
 
 def configurations():
@@ -37,7 +38,9 @@ def configurations():
         for width in WIDTHS:
             resident = launch.resident_config("cuda", dtype, dim, width, streamed)
             if resident is not None and resident["TKP"] == width:
-                yield f"resident {width}", dtype, dim, dict(streamed, resident=resident)
+                with_dq = launch.resident_dq("cuda", dtype, dim, width, streamed)
+                yield (f"resident {width}", dtype, dim,
+                       dict(streamed, resident=resident, resident_dq=with_dq))
 
 
 def main(argv=None) -> int:
@@ -46,12 +49,14 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     parser.add_argument("--kind", type=int, default=0, choices=[0, 1, 2],
                         help="0 general α (default), 1 sparsemax, 2 1.5-entmax")
+    parser.add_argument("--dropout", action="store_true", help="with attention dropout")
     args = parser.parse_args(argv)
     rows = []
-    print(f"# sm_90 | kind {args.kind} | causal, key padding, grad in alpha")
+    print(f"# sm_90 | kind {args.kind} | causal, key padding, grad in alpha"
+          f"{', attention dropout' if args.dropout else ''}")
     print(f"{'kernels':>13} {'dtype':>8} {'D':>4} {'tiles':>22} | kernel: registers/spill bytes")
     for label, dtype, dim, cfg in configurations():
-        usage = aot.attention_kernels(dtype, dim, args.kind, cfg)
+        usage = aot.attention_kernels(dtype, dim, args.kind, cfg, dropout=args.dropout)
         res = cfg["resident"]
         tiles = (f"RBM {res['RBM']} TKP {res['TKP']} w{res['num_warps']}" if res else
                  f"BM {cfg['BM']} BN {cfg['BN']} w{cfg['num_warps']}")
@@ -65,7 +70,8 @@ def main(argv=None) -> int:
     names = ", ".join(f"{r['kernels']} {r['dtype']} D{r['dim']}" for r in spilling) or "none"
     print(f"configurations: {len(rows)}, with spills: {len(spilling)} ({names})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"kind": args.kind, "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"kind": args.kind, "dropout": args.dropout,
+                                               "rows": rows}, indent=2))
     return 0
 
 

@@ -228,8 +228,6 @@ class SparseMultiheadAttention(nn.Module):
             return "cpu"
         if self.keep_attention:
             return "attention probabilities kept for analysis"
-        if self.dropout > 0 and self.training:
-            return f"attention dropout {self.dropout} in training"
         if attn_mask is not None and not _is_future_mask(attn_mask, q.size(1), k.size(1)):
             return "an attn_mask other than the causal one"
         from .kernels import kernel_unavailable_reason
@@ -259,7 +257,8 @@ class SparseMultiheadAttention(nn.Module):
         record = getattr(self.normalizer, "record_density", False) and self.training
         causal = attn_mask is not None
         out, stats = fused_attention(q4, k4, v4, alpha, kpm, causal=causal, scale=1.0,
-                                     with_stats=True, check_alpha=False)
+                                     with_stats=True, check_alpha=False,
+                                     dropout=self.dropout if self.training else 0.0)
         if record:
             self.normalizer.last_density = stats.density()
         out = out.view(kv_bsz, heads, bsz // kv_bsz, tgt_len, dim).transpose(1, 2)

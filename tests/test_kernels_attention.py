@@ -53,7 +53,7 @@ def _compare(q, k, v, alpha, kpm=None, causal=False, out_tol=1e-5, grad_tol=1e-4
     out = fa.fused_attention(q, k, v, alpha, kpm, causal)
     ref = fa.materialised_attention(q, k, v, alpha, kpm, causal)
     torch.testing.assert_close(out, ref, atol=out_tol, rtol=out_tol)
-    grad = torch.randn_like(out)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(out.numel())).to(out)
     got = torch.autograd.grad(out, leaves, grad)
     want = torch.autograd.grad(ref, leaves, grad)
     for name, g, w in zip("qkva", got, want):
@@ -80,11 +80,14 @@ CASES = [
 ]
 
 
-@pytest.fixture(params=["streamed", "resident"])
+@pytest.fixture(params=["streamed", "resident", "resident_forward"])
 def path(request, monkeypatch):
-    """Run a test through the streamed kernels and through the row-resident ones."""
+    """Run a test through the streamed kernels, the row-resident ones, and the resident
+    forward with the streamed dq (rows too long for the resident dq)."""
     if request.param == "streamed":
         monkeypatch.setattr(launch, "RESIDENT_MAX_KEYS", 0)
+    elif request.param == "resident_forward":
+        monkeypatch.setattr(launch, "RESIDENT_DQ_MAX_KEYS", 0)
     return request.param
 
 
@@ -302,8 +305,60 @@ def test_resident_config_by_length_device_and_dtype():
     gpu = launch.streamed_config("cuda", torch.float16, 128, 500)
     assert gpu == dict(BM=32, BN=32, num_warps=8)
     assert launch.streamed_config("cuda", torch.float16, 128, 9)["BM"] == 16
-    assert config(128, "cuda", torch.bfloat16, 128, gpu) == dict(RBM=16, TKP=128, num_warps=8)
-    assert config(129, "cuda", torch.bfloat16, 128, gpu) is None
-    assert config(256, "cuda", torch.float16, 64, gpu)["TKP"] == 256
+    assert config(256, "cuda", torch.bfloat16, 128, gpu) == dict(RBM=16, TKP=256, num_warps=8)
+    assert config(257, "cuda", torch.bfloat16, 128, gpu) is None
+    assert config(512, "cuda", torch.float16, 64, gpu)["TKP"] == 512
     assert config(65, "cuda", torch.float32, 64, gpu) is None
     assert config(1, "cuda", torch.float32, 128, gpu) is None
+    # the dq kernel holds more tiles: its limit is lower for wide heads
+    with_dq = lambda tk, device, dtype, dim: launch.resident_dq(device, dtype, dim, tk, gpu)
+    assert with_dq(128, "cuda", torch.float16, 128) and not with_dq(129, "cuda", torch.float16, 128)
+    assert with_dq(256, "cuda", torch.float16, 64) and not with_dq(300, "cuda", torch.float16, 64)
+    assert with_dq(512, "cuda", torch.float16, 32)
+    assert with_dq(launch.RESIDENT_DQ_MAX_KEYS, "cpu", torch.float32, 64)
+    assert not with_dq(launch.RESIDENT_DQ_MAX_KEYS + 1, "cpu", torch.float32, 64)
+
+
+def _dropout_reference(q, k, v, alpha, kpm, causal, rate, seed):
+    """p ⊙ M/(1 − r) v in float64, from the materialised probabilities and the kernels' own
+    mask."""
+    q, k, v, alpha = (t.double() for t in (q, k, v, alpha))
+    scores = fa.masked_scores(q, k, kpm, causal, q.size(-1) ** -0.5).double()
+    probs = fa.entmax_bisect(scores, alpha.view(1, -1, 1, 1), dim=-1)
+    mask = fa.dropout_mask(tuple(scores.shape), rate, seed, q.device).double()
+    return torch.matmul(probs * mask, v)
+
+
+@pytest.mark.parametrize("tq,tk,causal", [(33, 100, False), (40, 40, True), (7, 300, False)])
+def test_attention_dropout_matches_the_masked_reference(blocks, path, tq, tk, causal):
+    """Dropout inside the kernels: outputs and gradients in q, k, v, α equal p ⊙ M/(1 − r) v
+    (float64) with the mask the kernels draw (regenerated, never stored), on every path."""
+    blocks(16)
+    q, k, v = _inputs(2, 2, tq, tk, 32, seed=tq + tk)
+    alpha = _heads_alpha([1.3, 1.8])
+    kpm = _padding(2, tk, seed=1)
+    out = fa.fused_attention(q, k, v, alpha, kpm, causal, dropout=0.25, seed=77)
+    ref = _dropout_reference(q, k, v, alpha, kpm, causal, 0.25, 77)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(tq)).to(DEVICE)
+    for name, g, w in zip("qkva", torch.autograd.grad(out, [q, k, v, alpha], grad),
+                          torch.autograd.grad(ref, [q, k, v, alpha], grad.double())):
+        torch.testing.assert_close(g.double(), w.double(), atol=1e-4, rtol=1e-4,
+                                   msg=lambda m: f"d{name}: {m}")
+
+
+def test_dropout_mask_is_fair_seeded_and_checked():
+    mask = fa.dropout_mask((2, 3, 64, 64), 0.3, 5, torch.device(DEVICE))
+    kept = mask > 0
+    assert mask.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
+    assert abs(kept.float().mean().item() - 0.7) < 0.02
+    assert not torch.equal(kept[0, 0], kept[0, 1])  # heads draw apart
+    assert torch.equal(mask, fa.dropout_mask((2, 3, 64, 64), 0.3, 5, torch.device(DEVICE)))
+    assert not torch.equal(mask, fa.dropout_mask((2, 3, 64, 64), 0.3, 6, torch.device(DEVICE)))
+    q, k, v = _inputs(1, 2, 5, 6, 32, seed=1)
+    with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\)"):
+        sparse_attention(q, k, v, 1.5, dropout=1.0)
+    torch.manual_seed(3)
+    first = fa.fused_attention(q, k, v, 1.5, dropout=0.5)
+    torch.manual_seed(3)
+    assert torch.equal(first, fa.fused_attention(q, k, v, 1.5, dropout=0.5))

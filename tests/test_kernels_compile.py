@@ -31,20 +31,22 @@ SCRIPT = textwrap.dedent("""
         return compile(src, target=GPUTarget("cuda", 90, 32), options=options)
 
     results = []
-    # (dtype, kind, head dim, row length, grad in α, causal, key padding): each kernel kind,
+    # (dtype, kind, head dim, row length, grad in α, causal, key padding, dropout): each kind,
     # each dtype, each head dim, streamed (long rows) and resident (short rows)
-    cases = [(torch.float16, 0, 64, 1024, True, True, True),
-             (torch.bfloat16, 1, 128, 1024, False, False, True),
-             (torch.float32, 2, 32, 1024, False, True, False),
-             (torch.float16, 0, 64, 256, True, True, True),
-             (torch.bfloat16, 2, 128, 100, True, False, True),
-             (torch.float32, 1, 32, 40, False, False, False)]
-    for dtype, kind, dim, length, need_alpha, causal, has_kpm in cases:
+    cases = [(torch.float16, 0, 64, 1024, True, True, True, False),
+             (torch.bfloat16, 1, 128, 1024, False, False, True, True),
+             (torch.float32, 2, 32, 1024, False, True, False, False),
+             (torch.float16, 0, 64, 256, True, True, True, True),
+             (torch.bfloat16, 2, 128, 100, True, False, True, False),
+             (torch.float32, 1, 32, 40, False, False, False, False),
+             (torch.float16, 0, 64, 500, True, True, True, False)]
+    for dtype, kind, dim, length, need_alpha, causal, has_kpm, dropout in cases:
         cfg = launch.streamed_config("cuda", dtype, dim, length)
         cfg["resident"] = launch.resident_config("cuda", dtype, dim, length, cfg)
-        usage = aot.attention_kernels(dtype, dim, kind, cfg, need_alpha, causal, has_kpm)
+        cfg["resident_dq"] = launch.resident_dq("cuda", dtype, dim, length, cfg)
+        usage = aot.attention_kernels(dtype, dim, kind, cfg, need_alpha, causal, has_kpm, dropout)
         results.append(dict(dtype=str(dtype), dim=dim, length=length,
-                            resident=cfg["resident"] is not None,
+                            resident=cfg["resident"] is not None, resident_dq=cfg["resident_dq"],
                             spills={name: u.spill_bytes for name, u in usage.items()}))
     for kind in (0, 1, 2):
         R.compile_check(build, kind)
@@ -60,10 +62,11 @@ def test_kernels_compile_for_hopper_without_spills():
     assert run.returncode == 0, run.stderr[-4000:]
     line = next(line for line in run.stdout.splitlines() if line.startswith("RESULTS "))
     results = json.loads(line[len("RESULTS "):])
-    assert [r["resident"] for r in results] == [False, False, False, True, True, True]
+    assert [r["resident"] for r in results] == [False] * 3 + [True] * 4
+    assert [r["resident_dq"] for r in results] == [False] * 3 + [True] * 3 + [False]
     for r in results:
-        assert set(r["spills"]) == ({"fwd_resident", "dq_resident", "dkdv"} if r["resident"]
-                                    else {"fwd", "dq", "dkdv"})
+        assert set(r["spills"]) == {"fwd_resident" if r["resident"] else "fwd",
+                                    "dq_resident" if r["resident_dq"] else "dq", "dkdv"}
         if "float32" not in r["dtype"]:  # half precision: the training set-up
             assert not any(r["spills"].values()), r
         elif r["dim"] < 128:  # float32: a few bytes at most (ptxas' choice, not the tiles')

@@ -163,8 +163,6 @@ def test_fallbacks_are_said_once(monkeypatch):
         module(x, x, x, need_weights=False)  # said already
     module = _module("sparsemax", self_attention=True, dropout=0.1).train()
     x = torch.randn(5, 1, EMBED, device=DEVICE)
-    with pytest.warns(UserWarning, match="attention dropout 0.1"):
-        module(x, x, x, need_weights=False)
     module.keep_attention = True
     with pytest.warns(UserWarning, match="kept for analysis"):
         module(x, x, x, need_weights=False)
@@ -176,3 +174,28 @@ def test_bad_mode_is_refused(monkeypatch):
     x = torch.randn(3, 1, EMBED)
     with pytest.raises(ValueError, match=KERNEL_ENV):
         module(x, x, x)
+
+
+def test_attention_dropout_runs_inside_the_kernel(monkeypatch):
+    """Training with attention dropout keeps the fused path (no fallback said): the mask
+    follows torch's seed, and evaluation has no dropout."""
+    monkeypatch.setenv(KERNEL_ENV, "triton")
+    monkeypatch.setattr(attention_module, "_WARNED", set())
+    module = _module("entmax15", self_attention=True, dropout=0.3).train()
+    x = torch.randn(9, 2, EMBED, device=DEVICE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.manual_seed(4)
+        first, _ = module(x, x, x, need_weights=False)
+        torch.manual_seed(4)
+        again, _ = module(x, x, x, need_weights=False)
+        torch.manual_seed(5)
+        other, _ = module(x, x, x, need_weights=False)
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+    module.eval()
+    monkeypatch.setenv(KERNEL_ENV, "off")
+    reference, _ = module(x, x, x, need_weights=False)
+    monkeypatch.setenv(KERNEL_ENV, "triton")
+    torch.testing.assert_close(module(x, x, x, need_weights=False)[0], reference,
+                               atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(first, reference)

@@ -16,8 +16,9 @@ relative position bias, (1 or B, H, Tq, Tk)) is added to the scores before the m
 eager attention does. Scores and the normaliser run in float32 for half-precision inputs; the
 output has the input dtype.
 
-On CUDA, with a plain padding or causal mask, no position bias, no dropout and no kept
-attention, α-entmax runs through the fused kernel of :mod:`sparse_seq2seq.kernels` (O(T) memory).
+On CUDA, with a plain padding or causal mask, no position bias and no kept attention,
+α-entmax runs through the fused kernel of :mod:`sparse_seq2seq.kernels` (O(T) memory; attention
+dropout in training is applied inside it).
 """
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ def _fused(module, query, key, value, mask, causal, scaling, dropout, name, bias
     """The fused kernel's output (batch, heads, q_len, head_dim), or None when it does not apply."""
     if not _on_gpu(query) or normalizer_spec(name).alpha == 1.0 or bias is not None:
         return None
-    if (dropout > 0 and module.training) or getattr(module, KEEP_FLAG, False):
+    if getattr(module, KEEP_FLAG, False):
         return None
     try:
         from ..kernels import kernel_applies, sparse_attention
@@ -125,7 +126,7 @@ def _fused(module, query, key, value, mask, causal, scaling, dropout, name, bias
     padding, causal = plain
     alpha = _alpha(module, name)
     return sparse_attention(query, key, value, alpha, key_padding_mask=padding, causal=causal,
-                            scale=scaling)
+                            scale=scaling, dropout=dropout if module.training else 0.0)
 
 
 def _repeat_kv(states: Tensor, heads: int) -> Tensor:

@@ -23,16 +23,16 @@ import triton.language as tl
 
 from ._triton_common import (KIND_ENTMAX15, KIND_GENERAL, KIND_SPARSEMAX,  # noqa: F401
                              expm1_ratio, newton_update, qexp)
-from ._triton_tiles import (grad_sums, key_blocks, probs_tile, query_block, saved_rows,
-                            score_tile, store_row_grads, subset_root)
+from ._triton_tiles import (dropout_scale, grad_sums, key_blocks, probs_tile, query_block,
+                            saved_rows, score_tile, store_row_grads, subset_root)
 
 
 @triton.jit
 def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, TILES,
-                  H, Tq, Tk, n_qb, n_kb, scale, tol, margin, predict,
+                  H, Tq, Tk, n_qb, n_kb, scale, tol, margin, predict, seed, rate,
                   D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                   HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr,
-                  MAX_ITER: tl.constexpr, START_ITER: tl.constexpr):
+                  MAX_ITER: tl.constexpr, START_ITER: tl.constexpr, DROPOUT: tl.constexpr):
     pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, live_row, tile, q, am1 = query_block(
         Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb, D, BM)
     supp_row = SUPP + (bh.to(tl.int64) * n_qb + pid_m) * n_kb
@@ -92,7 +92,10 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
                 if with_out:
                     v = tl.load(Vb + offs_n[:, None] * D + offs_d[None, :],
                                 mask=(offs_n < Tk)[:, None], other=0.0)
-                    acc += tl.dot(p.to(v.dtype), v, input_precision=PREC)
+                    kept = p
+                    if DROPOUT:
+                        kept = p * dropout_scale(seed, bh, offs_m, offs_n, Tk, rate)
+                    acc += tl.dot(kept.to(v.dtype), v, input_precision=PREC)
                     value_tiles += 1
                     on = (p > 0.0) & ~(empty | finished)[:, None]
                     support += tl.sum(on.to(tl.float32), 1)
@@ -125,10 +128,10 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
 
 @triton.jit
 def attention_bwd_dq(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, LIVE, CROW, GALPHA,
-                     H, Tq, Tk, n_qb, n_kb, scale,
+                     H, Tq, Tk, n_qb, n_kb, scale, seed, rate,
                      D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                      HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr,
-                     NEED_ALPHA: tl.constexpr):
+                     NEED_ALPHA: tl.constexpr, DROPOUT: tl.constexpr):
     pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, live_row, tile, q, am1 = query_block(
         Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb, D, BM)
     rows, do, thresh, norm, has_mass, log2_norm = saved_rows(DO, TAU, NORM, bh, offs_m, tile,
@@ -152,6 +155,8 @@ def attention_bwd_dq(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, LIVE, CROW, GALPHA,
             v = tl.load(Vb + kv_tile, mask=key_ok, other=0.0)
             k = tl.load(Kb + kv_tile, mask=key_ok, other=0.0)
             g = tl.dot(do, tl.trans(v), input_precision=PREC)
+            if DROPOUT:  # the gradient reaching p through the dropped-out weights
+                g = g * dropout_scale(seed, bh, offs_m, offs_n, Tk, rate)
             slope, slope_g, a0, a1, a2, a3, a4, a5, a6 = grad_sums(
                 s, thresh, log2_norm, am1, g, KIND, NEED_ALPHA)
             slope_sum += a0
@@ -172,9 +177,10 @@ def attention_bwd_dq(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, LIVE, CROW, GALPHA,
 
 @triton.jit
 def attention_bwd_dkdv(Q, K, V, DO, DK, DV, ALPHA, KPM, TAU, NORM, LIVE, CROW,
-                       H, Tq, Tk, n_qb, n_kb, scale,
+                       H, Tq, Tk, n_qb, n_kb, scale, seed, rate,
                        D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
-                       HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr):
+                       HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr,
+                       DROPOUT: tl.constexpr):
     pid_n = tl.program_id(0) % n_kb
     bh = tl.program_id(0) // n_kb
     offs_n = pid_n * BN + tl.arange(0, BN)
@@ -206,11 +212,29 @@ def attention_bwd_dkdv(Q, K, V, DO, DK, DV, ALPHA, KPM, TAU, NORM, LIVE, CROW,
                             D, HAS_KPM, CAUSAL, PREC)
             s = tl.where(has_mass[:, None], s, float("-inf"))
             p, slope = probs_tile(s, thresh, log2_norm, am1, KIND)
-            dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
             g = tl.dot(do, tl.trans(v), input_precision=PREC)
+            if DROPOUT:
+                drop = dropout_scale(seed, bh, offs_m, offs_n, Tk, rate)
+                p = p * drop
+                g = g * drop
+            dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
             ds = slope * (g - c[:, None])
             dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
     tl.store(DK + bh.to(tl.int64) * Tk * D + kv_tile, (dk * scale).to(DK.dtype.element_ty),
              mask=key_ok[:, None])
     tl.store(DV + bh.to(tl.int64) * Tk * D + kv_tile, dv.to(DV.dtype.element_ty),
              mask=key_ok[:, None])
+
+
+@triton.jit
+def attention_dropout_mask(OUT, Tq, Tk, n_qb, n_kb, seed, rate,
+                           BM: tl.constexpr, BN: tl.constexpr):
+    """The dropout scale M/(1 − r) the kernels apply, written out (batch·heads, Tq, Tk): for
+    tests and inspection only."""
+    pid = tl.program_id(0)
+    bh = pid // (n_qb * n_kb)
+    offs_m = (pid // n_kb) % n_qb * BM + tl.arange(0, BM)
+    offs_n = pid % n_kb * BN + tl.arange(0, BN)
+    ok = (offs_m < Tq)[:, None] & (offs_n < Tk)[None, :]
+    tl.store(OUT + (bh.to(tl.int64) * Tq + offs_m[:, None]) * Tk + offs_n[None, :],
+             dropout_scale(seed, bh, offs_m, offs_n, Tk, rate), mask=ok)

@@ -16,17 +16,17 @@ import triton
 import triton.language as tl
 
 from ._triton_common import qexp
-from ._triton_tiles import (grad_sums, query_block, saved_rows, score_tile, store_row_grads,
-                            subset_root)
+from ._triton_tiles import (dropout_scale, grad_sums, query_block, saved_rows, score_tile,
+                            store_row_grads, subset_root)
 
 
 @triton.jit
 def attention_fwd_resident(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, SUPP,
-                           H, Tq, Tk, n_rb, n_qb, n_kb, scale, tol,
+                           H, Tq, Tk, n_rb, n_qb, n_kb, scale, tol, seed, rate,
                            D: tl.constexpr, RBM: tl.constexpr, TKP: tl.constexpr,
                            BM: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                            HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr, PREC: tl.constexpr,
-                           MAX_ITER: tl.constexpr):
+                           MAX_ITER: tl.constexpr, DROPOUT: tl.constexpr):
     pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, _, tile, q, am1 = query_block(
         Q, K, V, KPM, SUPP, ALPHA, H, Tq, Tk, n_rb, 1, D, RBM)
     rows = bh.to(tl.int64) * Tq + offs_m
@@ -44,7 +44,10 @@ def attention_fwd_resident(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, SUP
     norm = tl.where(total > 0.0, total, 0.0)
     v = tl.load(Vb + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n < Tk)[:, None],
                 other=0.0)
-    acc = tl.dot(p.to(v.dtype), v, input_precision=PREC)
+    kept = p
+    if DROPOUT:
+        kept = p * dropout_scale(seed, bh, offs_m, offs_n, Tk, rate)
+    acc = tl.dot(kept.to(v.dtype), v, input_precision=PREC)
     out = acc / tl.where(norm > 0.0, norm, 1.0)[:, None]
     tl.store(O + bh.to(tl.int64) * Tq * D + tile, out.to(O.dtype.element_ty),
              mask=row_ok[:, None])
@@ -63,10 +66,11 @@ def attention_fwd_resident(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, SUP
 
 @triton.jit
 def attention_bwd_dq_resident(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, CROW, GALPHA,
-                              H, Tq, Tk, n_rb, scale,
+                              H, Tq, Tk, n_rb, scale, seed, rate,
                               D: tl.constexpr, RBM: tl.constexpr, TKP: tl.constexpr,
                               KIND: tl.constexpr, HAS_KPM: tl.constexpr, CAUSAL: tl.constexpr,
-                              PREC: tl.constexpr, NEED_ALPHA: tl.constexpr):
+                              PREC: tl.constexpr, NEED_ALPHA: tl.constexpr,
+                              DROPOUT: tl.constexpr):
     pid_m, bh, offs_m, offs_d, row_ok, Kb, Vb, kpm_row, _, tile, q, am1 = query_block(
         Q, K, V, KPM, KPM, ALPHA, H, Tq, Tk, n_rb, 1, D, RBM)
     rows, do, thresh, norm, has_mass, log2_norm = saved_rows(DO, TAU, NORM, bh, offs_m, tile,
@@ -80,6 +84,8 @@ def attention_bwd_dq_resident(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, CROW, GALP
     v = tl.load(Vb + kv_tile, mask=key_ok, other=0.0)
     k = tl.load(Kb + kv_tile, mask=key_ok, other=0.0)
     g = tl.dot(do, tl.trans(v), input_precision=PREC)
+    if DROPOUT:  # the gradient reaching p through the dropped-out weights
+        g = g * dropout_scale(seed, bh, offs_m, offs_n, Tk, rate)
     slope, slope_g, slope_sum, g_slope, g_p, entropy, g_h, p_l2, g_p_l2 = grad_sums(
         s, thresh, log2_norm, am1, g, KIND, NEED_ALPHA)
     c = store_row_grads(CROW, GALPHA, rows, row_ok, has_mass, am1, slope_sum, g_slope,

@@ -83,6 +83,15 @@ def probs_tile(s, thresh, log2_norm, am1, KIND: tl.constexpr):
 
 
 @triton.jit
+def dropout_scale(seed, bh, offs_m, offs_n, Tk, rate):
+    """Attention dropout of a (query, key) tile: M/(1 − r) with M_ij kept (1) with probability
+    1 − r, from Philox counters (seed + batch·head, i·Tk + j), so every kernel that visits the
+    tile, forward or backward, draws the same mask."""
+    keep = tl.rand(seed + bh, offs_m[:, None] * Tk + offs_n[None, :]) >= rate
+    return tl.where(keep, 1.0 / (1.0 - rate), 0.0)
+
+
+@triton.jit
 def saved_rows(DO, TAU, NORM, bh, offs_m, tile, row_ok, Tq, D: tl.constexpr):
     """A query tile's upstream gradient dO and what its forward saved: τ + m and Σ p (with
     log2 Σ p; rows of no mass keep Σ p = 0). Returns (rows, dO, τ + m, Σp, has mass, log2 Σp)."""

@@ -19,8 +19,8 @@ import torch
 TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 _ROW_POINTERS = ("ALPHA", "TAU", "NORM", "SUPPORT", "KEYS", "CROW", "GALPHA")
 _MASKS = ("KPM", "LIVE", "SUPP")
-_INTS = ("H", "Tq", "Tk", "n_qb", "n_kb", "n_rb")
-_FLOATS = ("scale", "tol", "margin", "predict")
+_INTS = ("H", "Tq", "Tk", "n_qb", "n_kb", "n_rb", "seed")
+_FLOATS = ("scale", "tol", "margin", "predict", "rate")
 
 
 class Usage(NamedTuple):
@@ -83,29 +83,32 @@ def ptxas_usage(kernel, arch: int = 90) -> Usage:
 
 def attention_kernels(dtype: torch.dtype, dim: int, kind: int, cfg: dict,
                       need_alpha: bool = True, causal: bool = True,
-                      has_kpm: bool = True) -> Dict[str, Usage]:
+                      has_kpm: bool = True, dropout: bool = False) -> Dict[str, Usage]:
     """Compile the kernels one launch runs (``cfg`` from :func:`.launch.streamed_config`,
-    with ``cfg["resident"]`` from :func:`.launch.resident_config` or None) and report each
-    one's :class:`Usage`."""
+    with ``cfg["resident"]`` from :func:`.launch.resident_config` or None and
+    ``cfg["resident_dq"]`` from :func:`.launch.resident_dq`) and report each one's
+    :class:`Usage`."""
     from . import _triton_attention as streamed, _triton_resident as resident
 
-    flags = dict(D=dim, KIND=kind, HAS_KPM=has_kpm, CAUSAL=causal,
+    flags = dict(D=dim, KIND=kind, HAS_KPM=has_kpm, CAUSAL=causal, DROPOUT=dropout,
                  PREC="ieee" if dtype == torch.float32 else "tf32")
     tiles = dict(BM=cfg["BM"], BN=cfg["BN"])
     warps = cfg.get("num_warps", 4)
     built = {}
-    if cfg.get("resident") is not None:
-        res = cfg["resident"]
+    res = cfg.get("resident")
+    if res is not None:
         shape = dict(RBM=res["RBM"], TKP=res["TKP"])
         built["fwd_resident"] = compile_kernel(resident.attention_fwd_resident, dtype,
                                                res["num_warps"], MAX_ITER=30, **flags,
                                                **shape, **tiles)
+    else:
+        built["fwd"] = compile_kernel(streamed.attention_fwd, dtype, warps, MAX_ITER=30,
+                                      START_ITER=12, **flags, **tiles)
+    if res is not None and cfg.get("resident_dq", True):
         built["dq_resident"] = compile_kernel(resident.attention_bwd_dq_resident, dtype,
                                               res["num_warps"], NEED_ALPHA=need_alpha,
                                               **flags, **shape)
     else:
-        built["fwd"] = compile_kernel(streamed.attention_fwd, dtype, warps, MAX_ITER=30,
-                                      START_ITER=12, **flags, **tiles)
         built["dq"] = compile_kernel(streamed.attention_bwd_dq, dtype, warps,
                                      NEED_ALPHA=need_alpha, **flags, **tiles)
     built["dkdv"] = compile_kernel(streamed.attention_bwd_dkdv, dtype, warps, **flags, **tiles)

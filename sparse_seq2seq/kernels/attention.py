@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..mappings import entmax15, entmax_bisect, sparsemax
-from .launch import resident_config, streamed_config
+from .launch import resident_config, resident_dq, streamed_config
 
 Alpha = Union[float, Tensor]
 HEAD_DIMS = (32, 64, 128)
@@ -137,10 +137,18 @@ def masked_scores(q: Tensor, k: Tensor, key_padding_mask: Optional[Tensor], caus
     return scores
 
 
+def _dropout_rate(dropout: float) -> float:
+    rate = float(dropout)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+    return rate
+
+
 def materialised_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
                            key_padding_mask: Optional[Tensor] = None, causal: bool = False,
-                           scale: Optional[float] = None) -> Tensor:
-    """The reference: scores (batch, heads, Tq, Tk) → the library's mapping → p v."""
+                           scale: Optional[float] = None, dropout: float = 0.0) -> Tensor:
+    """The reference: scores (batch, heads, Tq, Tk) → the library's mapping → p v (with
+    ``dropout``, torch's dropout on p)."""
     _check(q, k, v, key_padding_mask)
     scale = q.size(-1) ** -0.5 if scale is None else float(scale)
     scores = masked_scores(q, k, key_padding_mask, causal, scale)
@@ -154,6 +162,8 @@ def materialised_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
         probs = entmax15(scores, dim=-1)
     else:
         probs = entmax_bisect(scores, float(alpha), dim=-1)
+    if _dropout_rate(dropout) > 0:
+        probs = torch.nn.functional.dropout(probs, dropout)
     return torch.matmul(probs, v.float()).to(q.dtype)
 
 
@@ -167,22 +177,24 @@ def _kind(alpha_float: Optional[float], module) -> int:
 
 def _streamed(cfg: dict) -> dict:
     """The streamed kernels' launch options (tile sizes, warps) from a launch config."""
-    return {key: value for key, value in cfg.items() if key != "resident"}
+    return {key: value for key, value in cfg.items() if key not in ("resident", "resident_dq")}
 
 
 def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_mask: Optional[Tensor],
                    causal: bool, scale: float, kind: int,
                    start_iter: int = START_ITER, predict_tol: Optional[float] = None,
-                   resident: Optional[bool] = None):
+                   resident: Optional[bool] = None, dropout: Tuple[float, int] = (0.0, 0)):
     """Run the forward kernel on contiguous q, k, v; returns (out, rows, blocks, kpm, cfg).
+    ``dropout``: (rate, seed) of attention dropout (:func:`dropout_mask`).
 
     rows: float32 per-row ``thresh`` (τ + m), ``norm`` (Σp), ``support`` and ``keys`` counts;
     ``tiles`` (float32 (programs, 2): the q kᵀ and p v products each program computed, in
     units of one (BM × BN) tile); ``live`` (the blocks the forward still visited at its end).
     blocks: the int8 mask (batch·heads, query blocks, key blocks) of blocks holding support;
-    kpm: the int8 padding; cfg: the tile sizes, with ``resident`` the row-resident kernels'
-    (or None). ``resident=False``: the streamed kernel; otherwise the row-resident kernels
-    whenever a row fits (:func:`.launch.resident_config`). ``start_iter=0, predict_tol=0``
+    kpm: the int8 padding; cfg: the tile sizes, with ``resident`` the row-resident forward's
+    (or None) and ``resident_dq`` whether the backward's dq kernel is resident too.
+    ``resident=False``: the streamed kernel; otherwise the row-resident kernels whenever a row
+    fits (:func:`.launch.resident_config`). ``start_iter=0, predict_tol=0``
     turn off the streamed kernel's start from the column maxima and its output in the last
     Newton sweep (the benchmarks' baseline)."""
     mod = _kernels()
@@ -191,6 +203,8 @@ def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_m
     cfg = streamed_config(q.device.type, q.dtype, dim, tq)
     cfg["resident"] = (resident_config(q.device.type, q.dtype, dim, tk, cfg)
                        if resident is not False else None)
+    cfg["resident_dq"] = (cfg["resident"] is not None
+                          and resident_dq(q.device.type, q.dtype, dim, tk, cfg))
     n_qb, n_kb = -(-tq // cfg["BM"]), -(-tk // cfg["BN"])
     out = torch.empty_like(q)
     thresh = torch.empty(batch * heads * tq, device=q.device, dtype=torch.float32)
@@ -199,7 +213,7 @@ def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_m
     kpm = (key_padding_mask.to(torch.int8).contiguous() if key_padding_mask is not None
            else torch.zeros(1, device=q.device, dtype=torch.int8))
     flags = dict(D=dim, KIND=kind, HAS_KPM=key_padding_mask is not None, CAUSAL=bool(causal),
-                 PREC=_precision(q), MAX_ITER=MAX_ITER)
+                 PREC=_precision(q), MAX_ITER=MAX_ITER, **_dropout_args(dropout))
     if cfg["resident"] is not None:
         res = cfg["resident"]
         n_rb = -(-tq // res["RBM"])
@@ -223,6 +237,25 @@ def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_m
     return out, rows, blocks, kpm, cfg
 
 
+def _dropout_args(dropout: Tuple[float, int]) -> dict:
+    rate, seed = dropout
+    return dict(rate=float(rate), seed=int(seed), DROPOUT=rate > 0)
+
+
+def dropout_mask(shape: Tuple[int, int, int, int], rate: float, seed: int,
+                 device: torch.device) -> Tensor:
+    """The attention-dropout scale M/(1 − r) (batch, heads, Tq, Tk), float32, that the kernels
+    apply for (rate, seed): Philox draws keyed by (seed + batch·head, i·Tk + j), so the
+    forward and every backward kernel regenerate the same mask without storing it."""
+    batch, heads, tq, tk = shape
+    out = torch.empty(batch * heads, tq, tk, device=device)
+    size = 16
+    n_qb, n_kb = -(-tq // size), -(-tk // size)
+    _kernels().attention_dropout_mask[(batch * heads * n_qb * n_kb,)](
+        out, tq, tk, n_qb, n_kb, int(seed), float(rate), BM=size, BN=size)
+    return out.view(batch, heads, tq, tk)
+
+
 def _precision(q: Tensor) -> str:
     """IEEE float32 products for float32 inputs (no TF32 rounding); tensor cores for half."""
     return "ieee" if q.dtype == torch.float32 else "tf32"
@@ -233,14 +266,16 @@ class SparseAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_mask: Optional[Tensor],
-                causal: bool, scale: float, alpha_float: Optional[float]) -> Tensor:
+                causal: bool, scale: float, alpha_float: Optional[float],
+                dropout: Tuple[float, int] = (0.0, 0)) -> Tensor:
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         alpha = alpha.detach().contiguous()
         kind = _kind(alpha_float, _kernels())
         out, rows, blocks, kpm, cfg = launch_forward(q, k, v, alpha, key_padding_mask, causal,
-                                                     scale, kind)
+                                                     scale, kind, dropout=dropout)
         ctx.save_for_backward(q, k, v, alpha, kpm, rows["thresh"], rows["norm"], blocks)
-        ctx.meta = (scale, kind, key_padding_mask is not None, bool(causal), _precision(q), cfg)
+        ctx.meta = (scale, kind, key_padding_mask is not None, bool(causal), _precision(q), cfg,
+                    dropout)
         extras = (rows["support"], rows["keys"], rows["thresh"], rows["norm"])
         ctx.mark_non_differentiable(*extras)
         return (out,) + extras
@@ -249,7 +284,7 @@ class SparseAttentionFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor, *_grad_rows):
         mod = _kernels()
         q, k, v, alpha, kpm, thresh, norm, blocks = ctx.saved_tensors
-        scale, kind, has_kpm, causal, prec, cfg = ctx.meta
+        scale, kind, has_kpm, causal, prec, cfg, dropout = ctx.meta
         batch, heads, tq, dim = q.shape
         tk = k.size(2)
         n_qb, n_kb = blocks.shape[1:]
@@ -258,9 +293,10 @@ class SparseAttentionFunction(torch.autograd.Function):
         crow = torch.empty_like(thresh)
         need_alpha = bool(ctx.needs_input_grad[3])
         galpha = torch.zeros_like(thresh) if need_alpha else crow
-        flags = dict(D=dim, KIND=kind, HAS_KPM=has_kpm, CAUSAL=causal, PREC=prec)
+        flags = dict(D=dim, KIND=kind, HAS_KPM=has_kpm, CAUSAL=causal, PREC=prec,
+                     **_dropout_args(dropout))
         common = dict(flags, **_streamed(cfg))
-        if cfg["resident"] is not None:
+        if cfg["resident_dq"]:
             n_rb = -(-tq // cfg["resident"]["RBM"])
             mod.attention_bwd_dq_resident[(n_rb * batch * heads,)](
                 q, k, v, grad_out, dq, alpha, kpm, thresh, norm, crow, galpha,
@@ -273,17 +309,22 @@ class SparseAttentionFunction(torch.autograd.Function):
             q, k, v, grad_out, dk, dv, alpha, kpm, thresh, norm, blocks, crow,
             heads, tq, tk, n_qb, n_kb, scale, **common)
         grad_alpha = galpha.view(batch, heads, tq).sum((0, 2)) if need_alpha else None
-        return dq, dk, dv, grad_alpha, None, None, None, None
+        return dq, dk, dv, grad_alpha, None, None, None, None, None
 
 
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
                     key_padding_mask: Optional[Tensor] = None, causal: bool = False,
                     scale: Optional[float] = None, with_stats: bool = False,
-                    check_alpha: bool = True):
+                    check_alpha: bool = True, dropout: float = 0.0, seed: Optional[int] = None):
     """The Triton path only; raises when it does not apply (see :func:`kernel_unavailable_reason`).
     With ``with_stats``, returns (out, :class:`RowStats`). ``check_alpha=False`` skips the
-    range check of a tensor α (a device sync) for callers that guarantee it."""
+    range check of a tensor α (a device sync) for callers that guarantee it. ``dropout``:
+    attention dropout rate (the weights p ⊙ M/(1 − r), :func:`dropout_mask`), its mask drawn
+    from ``seed`` (default: from torch's CPU generator, so ``torch.manual_seed`` fixes it)."""
     _check(q, k, v, key_padding_mask)
+    rate = _dropout_rate(dropout)
+    if rate > 0 and seed is None:
+        seed = int(torch.randint(0, 2 ** 30, ()))
     reason = kernel_unavailable_reason(q, k, v)
     if reason is not None:
         raise RuntimeError(f"the fused attention kernel does not apply: {reason}")
@@ -292,7 +333,7 @@ def fused_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
     if key_padding_mask is not None:
         key_padding_mask = key_padding_mask.to(q.device)
     out, *rows = SparseAttentionFunction.apply(q, k, v, alpha_heads, key_padding_mask, causal,
-                                               scale, alpha_float)
+                                               scale, alpha_float, (rate, seed or 0))
     if not with_stats:
         return out
     return out, RowStats(*(r.view(q.shape[:3]) for r in rows), alpha_heads.detach(), scale)
@@ -332,11 +373,12 @@ class RowStats(NamedTuple):
 
 def sparse_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
                      key_padding_mask: Optional[Tensor] = None, causal: bool = False,
-                     scale: Optional[float] = None) -> Tensor:
+                     scale: Optional[float] = None, dropout: float = 0.0) -> Tensor:
     """α-entmax attention: q (B, H, Tq, D), k/v (B, H, Tk, D); ``alpha`` a float in (1, 2] or a
-    (H,) tensor, one α per head (differentiable); key_padding_mask (B, Tk), True = pad.
-    Fused kernel where it applies (CUDA, head dim 32/64/128), materialised path otherwise."""
+    (H,) tensor, one α per head (differentiable); key_padding_mask (B, Tk), True = pad;
+    ``dropout`` the attention-dropout rate (pass 0 outside training). Fused kernel where it
+    applies (CUDA, head dim 32/64/128), materialised path otherwise."""
     _check(q, k, v, key_padding_mask)
     if kernel_applies(q, k, v):
-        return fused_attention(q, k, v, alpha, key_padding_mask, causal, scale)
-    return materialised_attention(q, k, v, alpha, key_padding_mask, causal, scale)
+        return fused_attention(q, k, v, alpha, key_padding_mask, causal, scale, dropout=dropout)
+    return materialised_attention(q, k, v, alpha, key_padding_mask, causal, scale, dropout)

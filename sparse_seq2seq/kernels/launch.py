@@ -4,7 +4,8 @@ Two kernel families (see :mod:`._triton_attention` and :mod:`._triton_resident`)
 
 * streamed: one program per (BM query rows, batch·head), key blocks of BN streamed;
 * row-resident: rows of at most TKP keys (a power of two) held on chip whole, RBM rows per
-  program; its backward's dk/dv come from the streamed key-block kernel at (BM, BN).
+  program; its backward's dq too where the row fits (:func:`resident_dq`), else the
+  streamed dq kernel; dk/dv always come from the streamed key-block kernel at (BM, BN).
 
 On a GPU the tile sizes and warps are ones that compile for sm_90 without register spills
 (``python benchmarks/kernel_registers.py`` compiles every entry and prints registers and
@@ -21,11 +22,13 @@ import torch
 # (half precision, head dim) → (BM, BN, num_warps) of the streamed kernels on a GPU
 STREAMED_GPU = {(True, 32): (64, 32, 4), (True, 64): (32, 32, 4), (True, 128): (32, 32, 8),
                 (False, 32): (32, 32, 8), (False, 64): (32, 32, 8), (False, 128): (16, 32, 8)}
-# (half precision, head dim) → the longest row (keys) the resident kernels hold on a GPU
-RESIDENT_GPU_KEYS = {(True, 32): 256, (True, 64): 256, (True, 128): 128,
-                     (False, 32): 64, (False, 64): 64, (False, 128): 0}
+# (half precision, head dim) → the longest rows (keys) the resident kernels hold on a GPU:
+# (forward, dq); rows between the two take the resident forward and the streamed dq kernel
+RESIDENT_GPU_KEYS = {(True, 32): (512, 512), (True, 64): (512, 256), (True, 128): (256, 128),
+                     (False, 32): (64, 64), (False, 64): (64, 64), (False, 128): (0, 0)}
 RESIDENT_GPU_ROWS, RESIDENT_GPU_WARPS = 16, 8
-RESIDENT_MAX_KEYS = 256  # the cap on every device (0 turns the resident kernels off)
+RESIDENT_MAX_KEYS = 512  # caps on every device (0 turns the resident kernels off)
+RESIDENT_DQ_MAX_KEYS = 512
 INTERPRETER_BLOCKS = {"BM": 32, "BN": 32}  # tl.dot needs at least 16
 INTERPRETER_TILE = 1024  # scores in a resident tile under the interpreter
 
@@ -44,12 +47,12 @@ def streamed_config(device_type: str, dtype: torch.dtype, dim: int, tq: int) -> 
 
 def resident_config(device_type: str, dtype: torch.dtype, dim: int, tk: int,
                     streamed: dict) -> Optional[dict]:
-    """RBM, TKP, num_warps of the row-resident kernels when a row of ``tk`` keys fits, else
+    """RBM, TKP, num_warps of the row-resident forward when a row of ``tk`` keys fits, else
     None. TKP is the power of two ≥ tk (at least BN, so the support blocks of the streamed
     backward are whole); RBM divides BM."""
-    width = max(streamed["BN"], 1 << max(tk - 1, 0).bit_length())
+    width = _width(tk, streamed)
     if device_type == "cuda":
-        limit = min(RESIDENT_MAX_KEYS, RESIDENT_GPU_KEYS[(_half(dtype), dim)])
+        limit = min(RESIDENT_MAX_KEYS, RESIDENT_GPU_KEYS[(_half(dtype), dim)][0])
         rows, warps = min(streamed["BM"], RESIDENT_GPU_ROWS), RESIDENT_GPU_WARPS
     else:
         limit = RESIDENT_MAX_KEYS
@@ -57,3 +60,16 @@ def resident_config(device_type: str, dtype: torch.dtype, dim: int, tk: int,
     if width > limit:
         return None
     return dict(RBM=rows, TKP=width, num_warps=warps)
+
+
+def resident_dq(device_type: str, dtype: torch.dtype, dim: int, tk: int, streamed: dict) -> bool:
+    """Whether the backward's dq kernel may hold a row of ``tk`` keys too (it keeps more
+    tiles live than the forward: g, s̃, s̃ g and the ∂α terms)."""
+    limit = RESIDENT_DQ_MAX_KEYS
+    if device_type == "cuda":
+        limit = min(limit, RESIDENT_GPU_KEYS[(_half(dtype), dim)][1])
+    return _width(tk, streamed) <= min(limit, RESIDENT_MAX_KEYS)
+
+
+def _width(tk: int, streamed: dict) -> int:
+    return max(streamed["BN"], 1 << max(tk - 1, 0).bit_length())
