@@ -11,8 +11,8 @@ the machine, so this runs anywhere. For each length T, score spread and α, per
 * ``base``: the streamed kernel as Newton from τ = 0 with the output in a sweep of its own
   (``start_iter=0, predict_tol=0``); backward 9 products per block its forward left live (a
   sweep for the row sums c and ∂α, one for dq, one for dk and dv);
-* ``streamed``: starts from the root over the column maxima and forms the output in the last
-  Newton sweep; backward 8 per block holding support (row sums and dq in one sweep: 4, dk
+* ``streamed``: starts from the root over the two largest scores of each key column and
+  forms the output in the last Newton sweep; backward 8 per block holding support (row sums and dq in one sweep: 4, dk
   and dv: 4);
 * ``resident`` (rows of ≤ RESIDENT_MAX_KEYS keys): the scores once, τ in registers, p v once;
   backward: dq from one tile per query block with c known (3 per pair of that tile,

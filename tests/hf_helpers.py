@@ -80,3 +80,14 @@ def capturing_bias(normalizer: str) -> str:
     AttentionInterface.register(name, forward)
     AttentionMaskInterface.register(name, sdpa_mask)
     return name
+
+
+def central_difference(parameter: torch.Tensor, index: int, loss, eps: float) -> float:
+    """(loss(θ + ε e_i) − loss(θ − ε e_i)) / 2ε for one entry of ``parameter``, restored after."""
+    with torch.no_grad():
+        parameter[index] += eps
+        up = loss()
+        parameter[index] -= 2 * eps
+        down = loss()
+        parameter[index] += eps
+    return float((up - down) / (2 * eps))

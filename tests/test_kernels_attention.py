@@ -222,7 +222,7 @@ def _block_any(mask: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def test_one_key_block_rows_finish_in_their_first_sweep(blocks):
-    """All keys in one block: the root over the column maxima is the exact τ, so the kernel
+    """All keys in one block: the root over the per-column top scores is the exact τ, so the kernel
     computes the scores twice (maxima, then the sweep that forms the output) and p v once."""
     blocks(16)
     q, k, v = _inputs(1, 2, 40, 16, 32, seed=7)

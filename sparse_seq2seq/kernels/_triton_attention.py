@@ -3,8 +3,8 @@
 Forward, one program per (query block, batch·head), key blocks streamed, nothing of size
 Tq × Tk stored:
   1. one sweep for the row maxima m of the scores s = scale·q kᵀ (masked keys −inf), the key
-     counts and, per key column j mod BN, the largest score: the root τ₀ of the entmax
-     equation over those column maxima alone starts the search at or just below τ;
+     counts and, per key column j mod BN, the two largest scores: the root τ₀ of the entmax
+     equation over those 2·BN scores alone starts the search at or just below τ;
   2. safeguarded Newton on F(τ) = (Σ_j p_j)^{α−1} over the live key blocks, each row
      stopping on its own (z = s − m, bracket [0, (1 − n^{1−α})/(α−1)], n the row's key
      count); a key block whose every score is below the support at the bracket's lower end
@@ -24,7 +24,7 @@ import triton.language as tl
 from ._triton_common import (KIND_ENTMAX15, KIND_GENERAL, KIND_SPARSEMAX,  # noqa: F401
                              expm1_ratio, newton_update, qexp)
 from ._triton_tiles import (dropout_scale, grad_sums, key_blocks, probs_tile, query_block,
-                            saved_rows, score_tile, store_row_grads, subset_root)
+                            saved_rows, score_tile, store_row_grads, subset_root, value_grads)
 
 
 @triton.jit
@@ -40,20 +40,22 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
     q_shift = Tk - Tq
     nb = key_blocks(pid_m, Tq, Tk, BM, BN, CAUSAL)
 
-    # pass 1: per row and key column (j mod BN) the largest score, hence the row maxima,
-    # the key counts and a start for τ: the root over the column maxima alone
+    # pass 1: per row and key column (j mod BN) the two largest scores, hence the row maxima,
+    # the key counts and a start for τ: the root over those 2·BN scores alone
     top = tl.full((BM, BN), float("-inf"), tl.float32)
+    second = tl.full((BM, BN), float("-inf"), tl.float32)
     count = tl.zeros((BM,), tl.float32)
     for kb in range(0, nb):
         offs_n = kb * BN + tl.arange(0, BN)
         s = score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
                         D, HAS_KPM, CAUSAL, PREC)
+        second = tl.maximum(second, tl.minimum(top, s))
         top = tl.maximum(top, s)
         count += tl.sum((s > float("-inf")).to(tl.float32), 1)
         tl.store(live_row + kb, 1)
     empty = (count == 0.0) | (~row_ok)
     m = tl.where(empty, 0.0, tl.max(top, 1))
-    tau = subset_root(top - m[:, None], am1, tol, KIND, START_ITER)
+    tau = subset_root(top - m[:, None], second - m[:, None], am1, tol, KIND, START_ITER, True)
     tl.store(KEYS + rows, count, mask=row_ok)
     tl.debug_barrier()
 
@@ -150,13 +152,8 @@ def attention_bwd_dq(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, LIVE, CROW, GALPHA,
             offs_n = kb * BN + tl.arange(0, BN)
             s = score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
                            D, HAS_KPM, CAUSAL, PREC)
-            key_ok = (offs_n < Tk)[:, None]
-            kv_tile = offs_n[:, None] * D + offs_d[None, :]
-            v = tl.load(Vb + kv_tile, mask=key_ok, other=0.0)
-            k = tl.load(Kb + kv_tile, mask=key_ok, other=0.0)
-            g = tl.dot(do, tl.trans(v), input_precision=PREC)
-            if DROPOUT:  # the gradient reaching p through the dropped-out weights
-                g = g * dropout_scale(seed, bh, offs_m, offs_n, Tk, rate)
+            k, v, g = value_grads(do, Kb, Vb, bh, offs_m, offs_n, offs_d, Tk, seed, rate, D,
+                                  PREC, DROPOUT)
             slope, slope_g, a0, a1, a2, a3, a4, a5, a6 = grad_sums(
                 s, thresh, log2_norm, am1, g, KIND, NEED_ALPHA)
             slope_sum += a0

@@ -17,7 +17,7 @@ import triton.language as tl
 
 from ._triton_common import qexp
 from ._triton_tiles import (dropout_scale, grad_sums, query_block, saved_rows, score_tile,
-                            store_row_grads, subset_root)
+                            store_row_grads, subset_root, value_grads)
 
 
 @triton.jit
@@ -37,7 +37,7 @@ def attention_fwd_resident(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, SUP
     empty = (count == 0.0) | (~row_ok)
     m = tl.where(empty, 0.0, tl.max(s, 1))
     z = s - m[:, None]
-    tau = subset_root(z, am1, tol, KIND, MAX_ITER)  # the whole row: its exact τ
+    tau = subset_root(z, z, am1, tol, KIND, MAX_ITER, False)  # the whole row: its exact τ
     p, _ = qexp(z - tau[:, None], am1, KIND)
     p = tl.where(empty[:, None], 0.0, p)
     total = tl.sum(p, 1)
@@ -79,13 +79,8 @@ def attention_bwd_dq_resident(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, CROW, GALP
     s = score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, Tk - Tq, scale,
                    D, HAS_KPM, CAUSAL, PREC)
     s = tl.where(has_mass[:, None], s, float("-inf"))
-    kv_tile = offs_n[:, None] * D + offs_d[None, :]
-    key_ok = (offs_n < Tk)[:, None]
-    v = tl.load(Vb + kv_tile, mask=key_ok, other=0.0)
-    k = tl.load(Kb + kv_tile, mask=key_ok, other=0.0)
-    g = tl.dot(do, tl.trans(v), input_precision=PREC)
-    if DROPOUT:  # the gradient reaching p through the dropped-out weights
-        g = g * dropout_scale(seed, bh, offs_m, offs_n, Tk, rate)
+    k, v, g = value_grads(do, Kb, Vb, bh, offs_m, offs_n, offs_d, Tk, seed, rate, D, PREC,
+                          DROPOUT)
     slope, slope_g, slope_sum, g_slope, g_p, entropy, g_h, p_l2, g_p_l2 = grad_sums(
         s, thresh, log2_norm, am1, g, KIND, NEED_ALPHA)
     c = store_row_grads(CROW, GALPHA, rows, row_ok, has_mass, am1, slope_sum, g_slope,

@@ -53,11 +53,14 @@ def query_block(Q, K, V, KPM, LIVE, ALPHA, H, Tq, Tk, n_qb, n_kb,
 
 
 @triton.jit
-def subset_root(z, am1, tol, KIND: tl.constexpr, ITERS: tl.constexpr):
-    """τ solving Σ_{j∈A} p_j(τ) = 1 over a subset A of a row's keys held in registers
-    (z − m, −inf outside A). Since Σ_A p ≤ Σ p, it lies at or below the row's τ (up to
-    rounding), so Newton over all keys starts close, from the side it converges from."""
+def subset_root(z, z2, am1, tol, KIND: tl.constexpr, ITERS: tl.constexpr, PAIR: tl.constexpr):
+    """τ solving Σ_{j∈A} p_j(τ) = 1 over a subset A of a row's keys held in registers: the
+    tile z (z − m, −inf outside A) and, with PAIR, the tile z2 too. Since Σ_A p ≤ Σ p, it lies
+    at or below the row's τ (up to rounding), so Newton over all keys starts close, from the
+    side it converges from; for the whole row it is the row's τ."""
     n = tl.sum((z > float("-inf")).to(tl.float32), 1)
+    if PAIR:
+        n += tl.sum((z2 > float("-inf")).to(tl.float32), 1)
     lo = tl.zeros_like(n)
     hi = -expm1_ratio(-tl.log(tl.maximum(n, 1.0)), am1)
     tau = lo
@@ -65,8 +68,13 @@ def subset_root(z, am1, tol, KIND: tl.constexpr, ITERS: tl.constexpr):
     it = 0
     while (it < ITERS) & (tl.sum((~done).to(tl.int32), 0) > 0):
         p, slope = qexp(z - tau[:, None], am1, KIND)
-        tau, lo, hi, done = newton_update(tau, lo, hi, tl.sum(p, 1), tl.sum(slope, 1), am1,
-                                          done, tol)
+        total = tl.sum(p, 1)
+        slope_sum = tl.sum(slope, 1)
+        if PAIR:
+            p2, slope2 = qexp(z2 - tau[:, None], am1, KIND)
+            total += tl.sum(p2, 1)
+            slope_sum += tl.sum(slope2, 1)
+        tau, lo, hi, done = newton_update(tau, lo, hi, total, slope_sum, am1, done, tol)
         it += 1
     return tau
 
@@ -89,6 +97,21 @@ def dropout_scale(seed, bh, offs_m, offs_n, Tk, rate):
     tile, forward or backward, draws the same mask."""
     keep = tl.rand(seed + bh, offs_m[:, None] * Tk + offs_n[None, :]) >= rate
     return tl.where(keep, 1.0 / (1.0 - rate), 0.0)
+
+
+@triton.jit
+def value_grads(do, Kb, Vb, bh, offs_m, offs_n, offs_d, Tk, seed, rate, D: tl.constexpr,
+                PREC: tl.constexpr, DROPOUT: tl.constexpr):
+    """A key tile's k and v and the gradient reaching p: g = dO vᵀ (⊙ the dropout scale
+    with attention dropout). Returns (k, v, g)."""
+    kv_tile = offs_n[:, None] * D + offs_d[None, :]
+    key_ok = (offs_n < Tk)[:, None]
+    v = tl.load(Vb + kv_tile, mask=key_ok, other=0.0)
+    k = tl.load(Kb + kv_tile, mask=key_ok, other=0.0)
+    g = tl.dot(do, tl.trans(v), input_precision=PREC)
+    if DROPOUT:
+        g = g * dropout_scale(seed, bh, offs_m, offs_n, Tk, rate)
+    return k, v, g
 
 
 @triton.jit

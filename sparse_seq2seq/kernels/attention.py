@@ -23,7 +23,7 @@ Alpha = Union[float, Tensor]
 HEAD_DIMS = (32, 64, 128)
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_ITER = 30
-START_ITER = 12  # Newton steps, in registers, for the start τ₀ over the column maxima
+START_ITER = 12  # Newton steps, in registers, for the start τ₀ (per key column, the top two scores)
 STEP_TOL = 4 * torch.finfo(torch.float32).eps
 LIVE_MARGIN = 1e-4  # a key block is kept if some entry is within this of the support at the lower bracket
 # A sweep forms the output when every searching row had |Σp − 1| below this in the sweep
@@ -194,9 +194,9 @@ def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_m
     kpm: the int8 padding; cfg: the tile sizes, with ``resident`` the row-resident forward's
     (or None) and ``resident_dq`` whether the backward's dq kernel is resident too.
     ``resident=False``: the streamed kernel; otherwise the row-resident kernels whenever a row
-    fits (:func:`.launch.resident_config`). ``start_iter=0, predict_tol=0``
-    turn off the streamed kernel's start from the column maxima and its output in the last
-    Newton sweep (the benchmarks' baseline)."""
+    fits (:func:`.launch.resident_config`). ``start_iter=0, predict_tol=0`` turn off the
+    streamed kernel's start from the per-column top scores and its output in the last Newton
+    sweep (the benchmarks' baseline)."""
     mod = _kernels()
     batch, heads, tq, dim = q.shape
     tk = k.size(2)
