@@ -93,7 +93,7 @@ KERNEL_TESTS=(tests/test_cuda_kernels.py tests/test_kernels_attention.py tests/t
 if [[ -n "${GPU_CHECK_DRY:-}" ]]; then
   step tests 240 "$OUT/tests.txt" "$PY" -m pytest -q -x -m "not slow" -p no:cacheprovider tests/test_kernels_rowwise.py
 else
-  step kernel_tests 150 "$OUT/tests.txt" "$PY" -m pytest -q -m "not slow" -p no:cacheprovider "${KERNEL_TESTS[@]}"
+  step kernel_tests 180 "$OUT/tests.txt" "$PY" -m pytest -q -m "not slow" -p no:cacheprovider "${KERNEL_TESTS[@]}"
   step cuda_tests 60 "$OUT/tests.txt" "$PY" -m pytest -q -m "cuda and not slow" -p no:cacheprovider tests \
     --ignore=tests/test_cuda_kernels.py
 fi
