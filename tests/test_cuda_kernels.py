@@ -25,9 +25,21 @@ def _qkv(batch, heads, tq, tk, dim, dtype, seed=0):
 @pytest.mark.parametrize("dim", [32, 64, 128])
 @pytest.mark.parametrize("causal", [False, True])
 def test_half_precision_against_float32_reference(dtype, tol, dim, causal):
+    """Rows of 77 and 200 keys: the row-resident kernels (float32 beyond 64 keys: streamed)."""
+    _half_precision_case(dtype, tol, dim, causal, 77, 77 if causal else 200)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, 2e-2), (torch.bfloat16, 6e-2)])
+@pytest.mark.parametrize("dim", [64, 128])
+def test_half_precision_streamed_rows(dtype, tol, dim):
+    """Rows of 600 keys: longer than the resident kernels hold, so the streamed ones run."""
+    _half_precision_case(dtype, tol, dim, False, 40, 600)
+
+
+def _half_precision_case(dtype, tol, dim, causal, tq, tk):
     from sparse_seq2seq.kernels import attention as fa
 
-    q, k, v = _qkv(2, 4, 77, 77 if causal else 200, dim, dtype)
+    q, k, v = _qkv(2, 4, tq, tk, dim, dtype)
     alpha = torch.tensor([1.2, 1.5, 1.8, 2.0], device=CUDA, requires_grad=True)
     kpm = torch.zeros(2, k.size(2), dtype=torch.bool, device=CUDA)
     kpm[1, 50:] = True
