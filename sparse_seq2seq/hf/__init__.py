@@ -11,6 +11,8 @@ alone does not)::
 
 Composite models (``EncoderDecoderModel`` of two BERTs, T5) are sparsified as a whole: every
 config in them records the choice, and a part that bypasses the attention interface is refused.
+One assembled from two halves sparsified alike records their choice too (halves sparsified
+differently are refused), so it saves and loads back sparse.
 
 See :mod:`.attention` (the attention function), :mod:`.sparsify` (registration, learned α,
 saving) and :mod:`.heads` (head statistics and figures).

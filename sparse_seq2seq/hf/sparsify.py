@@ -21,12 +21,15 @@ recorded in every config of the model — the top one, its sub-configs (``config
 each half saved alone load back sparse; every nested model's ``post_init`` gives its own
 attention modules their α and its own ``_init_weights`` (the one ``from_pretrained`` calls on
 it) fills missing α. A model any part of which computes attention without transformers'
-attention interface is refused, naming that part.
+attention interface is refused, naming that part. A composite assembled from halves sparsified
+on their own (``EncoderDecoderModel(encoder=…, decoder=…)``, ``from_encoder_decoder_pretrained``)
+takes their implementation (and their α init, where they share one) into its own config; halves
+with different implementations are refused.
 """
 from __future__ import annotations
 
 from functools import partial
-from typing import List, Union
+from typing import Dict, List, Union
 
 import torch
 from torch import nn
@@ -74,11 +77,45 @@ def _alpha_init(config) -> Union[float, str]:
     return ALPHA_INIT_DEFAULT if value is None else value
 
 
+def _halves(config) -> Dict[str, object]:
+    """The sub-configs of a composite config (``encoder``, ``decoder``, …) by key."""
+    keys = getattr(config, "sub_configs", {}) or {}
+    return {key: getattr(config, key) for key in keys if getattr(config, key, None) is not None}
+
+
+def _adopt_halves(model: PreTrainedModel) -> None:
+    """A composite assembled from sparse halves (``EncoderDecoderModel(encoder=…, decoder=…)``,
+    ``from_encoder_decoder_pretrained``) takes their attention implementation, and their α init
+    where they agree on one, into its own config, so that saving it records them. Halves that
+    disagree (one sparse, the other another normaliser or softmax) are refused: one model, one
+    normaliser."""
+    config = model.config
+    halves = {key: getattr(sub, "_attn_implementation", None) for key, sub in _halves(config).items()}
+    if not any(name in IMPLEMENTATIONS for name in halves.values()):
+        return
+    names = set(halves.values())
+    if len(names) > 1:
+        settings = ", ".join(f"its {key} {name!r}" for key, name in halves.items())
+        raise ValueError(f"{type(model).__name__} is assembled from halves with different attention "
+                         f"implementations ({settings}): sparse attention needs one for the whole model; "
+                         "sparsify the halves alike before assembling them, or assemble plain halves and "
+                         "call sparse_seq2seq.hf.sparsify on the composite")
+    name = names.pop()
+    if config._attn_implementation == name:
+        return
+    config._attn_implementation_internal = name  # the halves have it already
+    inits = {getattr(sub, ALPHA_INIT_KEY, None) for sub in _halves(config).values()}
+    if normalizer_spec(name).learned and len(inits) == 1 and None not in inits \
+            and getattr(config, ALPHA_INIT_KEY, None) is None:
+        setattr(config, ALPHA_INIT_KEY, inits.pop())  # halves with different inits keep their own
+
+
 def _restore(model: PreTrainedModel) -> None:
     """After ``post_init``: record one of our implementations in the config and give every
     attention module its α when the implementation learns α. A composite model runs this after
     its nested models did: their configs inherit its ``entmax_alpha_init`` where they lack one,
     and α that a nested model gave at another init is given again at the inherited one."""
+    _adopt_halves(model)
     config = model.config
     name = getattr(config, "_attn_implementation", None)
     if not isinstance(name, str) or name not in IMPLEMENTATIONS:
