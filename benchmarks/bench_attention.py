@@ -10,7 +10,9 @@ Rows, at each length T (q, k, v of shape (batch, heads, T, head_dim), batch × T
 * ``materialised``: scores → the library's α-entmax (α learned per head) → p v, T² memory;
 * ``adasplash``: AdaSplash's Triton kernel at α = 1.5 (when the package imports; CUDA only);
 * ``ours_1.5``: :func:`sparse_seq2seq.kernels.sparse_attention` at α = 1.5;
-* ``ours_alpha``: the same with a learned α per head spread over (1, 2), ∂α included.
+* ``ours_alpha``: the same with a learned α per head spread over (1, 2), ∂α included;
+* ``ours_alpha_streamed``: ``ours_alpha`` with the row-resident kernels turned off, at the
+  lengths where they would run (T ≤ RESIDENT_MAX_KEYS): what holding a row on chip gains.
 
 Columns: median ms of forward+backward, ratio to sdpa at the same T, peak memory beyond the
 inputs (MiB), or OOM. The targets (PASS/FAIL) are those of the fused kernel: ≤ 1.5× sdpa at
@@ -33,10 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mappings import peak_extra_mib, sync, time_ms  # noqa: E402
 
 from sparse_seq2seq.kernels import attention as fa  # noqa: E402
+from sparse_seq2seq.kernels import launch  # noqa: E402
 
 LENGTHS = (64, 256, 1024, 4096, 16384)
 QUICK_LENGTHS = (16, 64)
-METHODS = ("sdpa", "materialised", "adasplash", "ours_1.5", "ours_alpha")
+METHODS = ("sdpa", "materialised", "adasplash", "ours_1.5", "ours_alpha", "ours_alpha_streamed")
 
 
 def _adasplash() -> Optional[Callable]:
@@ -56,6 +59,17 @@ def _sdpa(q, k, v, causal):
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
 
+def _streamed_only(q, k, v, alpha, causal):
+    """The learned-α kernel with the resident kernels off (the backward follows the forward's
+    choice, so switching them off for the forward call is enough)."""
+    saved = launch.RESIDENT_MAX_KEYS
+    launch.RESIDENT_MAX_KEYS = 0
+    try:
+        return fa.fused_attention(q, k, v, alpha, causal=causal, check_alpha=False)
+    finally:
+        launch.RESIDENT_MAX_KEYS = saved
+
+
 def methods(device: torch.device, heads: int) -> Dict[str, Optional[Callable]]:
     """Each method as fn(q, k, v, alpha_heads, causal) -> out; None where it cannot run here."""
     kernel = device.type == "cuda" and fa.kernel_unavailable_reason(
@@ -69,6 +83,7 @@ def methods(device: torch.device, heads: int) -> Dict[str, Optional[Callable]]:
         "ours_1.5": (lambda q, k, v, a, c: fa.fused_attention(q, k, v, 1.5, causal=c)) if kernel else None,
         "ours_alpha": (lambda q, k, v, a, c: fa.fused_attention(q, k, v, a, causal=c,
                                                                 check_alpha=False)) if kernel else None,
+        "ours_alpha_streamed": _streamed_only if kernel else None,
     }
 
 
@@ -95,9 +110,10 @@ def measure(args, device: torch.device) -> List[dict]:
         alpha = (1.1 + 0.8 * torch.rand(args.heads, generator=gen)).to(device).requires_grad_()
         for name in METHODS:
             fn = table[name]
-            if fn is None:
+            if fn is None or (name == "ours_alpha_streamed" and length > launch.RESIDENT_MAX_KEYS):
                 continue
-            wrt = [q, k, v] + ([alpha] if name in ("materialised", "ours_alpha") else [])
+            wrt = [q, k, v] + ([alpha] if name in ("materialised", "ours_alpha",
+                                                   "ours_alpha_streamed") else [])
 
             def run():
                 out = fn(q, k, v, alpha, args.causal)
@@ -158,13 +174,13 @@ def targets(rows: List[dict]) -> List[dict]:
 def print_table(rows: List[dict], checks: List[dict], info: dict) -> None:
     print(f"# {info['device']} | torch {info['torch']} | triton {info['triton']} | "
           f"adasplash {info['adasplash']} | {info['dtype']} | causal {info['causal']}")
-    print(f"{'T':>6} {'batch':>6} {'method':<13} {'ms':>10} {'x sdpa':>8} {'peak MiB':>10}")
+    print(f"{'T':>6} {'batch':>6} {'method':<19} {'ms':>10} {'x sdpa':>8} {'peak MiB':>10}")
     for r in rows:
         if r.get("oom"):
-            print(f"{r['T']:>6} {r['batch']:>6} {r['method']:<13} {'OOM':>10}")
+            print(f"{r['T']:>6} {r['batch']:>6} {r['method']:<19} {'OOM':>10}")
             continue
         ratio = f"{r['ratio_to_sdpa']:.2f}" if "ratio_to_sdpa" in r else "-"
-        print(f"{r['T']:>6} {r['batch']:>6} {r['method']:<13} {r['ms_median']:>10.3f} {ratio:>8} "
+        print(f"{r['T']:>6} {r['batch']:>6} {r['method']:<19} {r['ms_median']:>10.3f} {ratio:>8} "
               f"{r['peak_extra_mib']:>10.1f}")
     for c in checks:
         print(f"{'PASS' if c['passed'] else 'FAIL'}: {c['name']} ({c['detail']})")

@@ -1,8 +1,14 @@
 """Smoke run of benchmarks/bench_attention.py on the CPU: sdpa and the materialised path
 are timed, the kernels are skipped with a message, the JSON has every row."""
 import json
+import os
 import sys
 from pathlib import Path
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels first load
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -77,3 +83,33 @@ def test_tile_counts_against_the_plain_newton_baseline(tmp_path, capsys):
         assert r["resident_qk"] == r["ours_qk"] == 1.0
         assert r["ours_fwd"] + r["ours_bwd"] < r["streamed_fwd"] + r["streamed_bwd"]
     assert "median ours / base" in capsys.readouterr().out
+
+
+def test_streamed_only_turns_the_resident_kernels_off_for_one_call(monkeypatch):
+    """bench_attention's ours_alpha_streamed: the same attention through the streamed kernels
+    (forward and backward), the resident ones back on afterwards."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_attention
+    finally:
+        sys.path.remove(str(BENCH))
+    from sparse_seq2seq.kernels import attention as fa
+    from sparse_seq2seq.kernels import launch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, length, 32, generator=gen).to(device).requires_grad_()
+               for length in (20, 40, 40))
+    alpha = torch.tensor([1.3, 1.7], device=device, requires_grad=True)
+    chosen = []
+    launch_forward = fa.launch_forward
+    monkeypatch.setattr(fa, "launch_forward", lambda *a, **kw: chosen.append(
+        launch_forward(*a, **kw)) or chosen[-1])
+    streamed = bench_attention._streamed_only(q, k, v, alpha, False)
+    resident = fa.fused_attention(q, k, v, alpha)
+    assert [c[-1]["resident"] is None for c in chosen] == [True, False]
+    assert launch.RESIDENT_MAX_KEYS > 0
+    torch.testing.assert_close(streamed, resident, atol=1e-5, rtol=1e-5)
+    grads = [torch.autograd.grad(out.sum(), [q, alpha]) for out in (streamed, resident)]
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
