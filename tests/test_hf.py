@@ -277,14 +277,14 @@ def test_sparsify_refuses_bad_arguments_and_softmax_undoes_it():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_fused_kernel_matches_the_materialised_path(minilm, monkeypatch):
-    import sparse_seq2seq.kernels as kernels
+    from sparse_seq2seq.kernels import attention as kernels
 
     path, tokenizer = minilm
     batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
     real = batch["attention_mask"].bool()
     calls = []
-    original = kernels.sparse_attention
-    monkeypatch.setattr(kernels, "sparse_attention", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    original = kernels.fused_attention
+    monkeypatch.setattr(kernels, "fused_attention", lambda *a, **kw: calls.append(1) or original(*a, **kw))
     for name in ("entmax15", "alpha_entmax"):
         cpu = AutoModel.from_pretrained(str(path), attn_implementation=name).eval()
         gpu = AutoModel.from_pretrained(str(path), attn_implementation=name).cuda().eval()
@@ -305,8 +305,8 @@ def test_cuda_fused_kernel_matches_the_materialised_path(minilm, monkeypatch):
 def test_plain_masks_of_real_models_take_the_fused_kernel(monkeypatch):
     """The dispatch to sparse_seq2seq.kernels, run on CPU through Triton's interpreter."""
     import triton  # noqa: F401  (installed by the set-up: a missing triton fails this test)
-    import sparse_seq2seq.kernels as kernels
     from sparse_seq2seq.hf import attention as hf_attention
+    from sparse_seq2seq.kernels import attention as kernels
     from transformers import GPT2Config, GPT2Model
 
     assert os.environ.get("TRITON_INTERPRET") == "1"
@@ -320,8 +320,8 @@ def test_plain_masks_of_real_models_take_the_fused_kernel(monkeypatch):
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0  # right padding: every query keeps a key, also under the causal mask
     seen = []
-    original = kernels.sparse_attention
-    monkeypatch.setattr(kernels, "sparse_attention",
+    original = kernels.fused_attention
+    monkeypatch.setattr(kernels, "fused_attention",
                         lambda *a, **kw: seen.append((kw["key_padding_mask"], kw["causal"])) or original(*a, **kw))
     for model, causal, name in ((bert, False, "entmax15"), (gpt2, True, "alpha_entmax")):
         shf.sparsify(model, name, alpha_init="random")

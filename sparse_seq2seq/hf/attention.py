@@ -115,7 +115,8 @@ def _fused(module, query, key, value, mask, causal, scaling, dropout, name, bias
     if getattr(module, KEEP_FLAG, False):
         return None
     try:
-        from ..kernels import kernel_applies, sparse_attention
+        from ..kernels import kernel_applies
+        from ..kernels.attention import fused_attention
     except ImportError:
         return None
     if not kernel_applies(query, key, value):
@@ -125,8 +126,9 @@ def _fused(module, query, key, value, mask, causal, scaling, dropout, name, bias
         return None
     padding, causal = plain
     alpha = _alpha(module, name)
-    return sparse_attention(query, key, value, alpha, key_padding_mask=padding, causal=causal,
-                            scale=scaling, dropout=dropout if module.training else 0.0)
+    return fused_attention(query, key, value, alpha, key_padding_mask=padding, causal=causal,
+                           scale=scaling, dropout=dropout if module.training else 0.0,
+                           check_inputs=False)
 
 
 def _repeat_kv(states: Tensor, heads: int) -> Tensor:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..mappings import entmax15, entmax_bisect, sparsemax
-from .launch import resident_config, resident_dq, streamed_config
+from .launch import launch_config
 
 Alpha = Union[float, Tensor]
 HEAD_DIMS = (32, 64, 128)
@@ -200,11 +200,7 @@ def launch_forward(q: Tensor, k: Tensor, v: Tensor, alpha: Tensor, key_padding_m
     mod = _kernels()
     batch, heads, tq, dim = q.shape
     tk = k.size(2)
-    cfg = streamed_config(q.device.type, q.dtype, dim, tq)
-    cfg["resident"] = (resident_config(q.device.type, q.dtype, dim, tk, cfg)
-                       if resident is not False else None)
-    cfg["resident_dq"] = (cfg["resident"] is not None
-                          and resident_dq(q.device.type, q.dtype, dim, tk, cfg))
+    cfg = launch_config(q.device.type, q.dtype, dim, tq, tk, resident is not False)
     n_qb, n_kb = -(-tq // cfg["BM"]), -(-tk // cfg["BN"])
     out = torch.empty_like(q)
     thresh = torch.empty(batch * heads * tq, device=q.device, dtype=torch.float32)
@@ -315,19 +311,22 @@ class SparseAttentionFunction(torch.autograd.Function):
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
                     key_padding_mask: Optional[Tensor] = None, causal: bool = False,
                     scale: Optional[float] = None, with_stats: bool = False,
-                    check_alpha: bool = True, dropout: float = 0.0, seed: Optional[int] = None):
+                    check_alpha: bool = True, dropout: float = 0.0, seed: Optional[int] = None,
+                    check_inputs: bool = True):
     """The Triton path only; raises when it does not apply (see :func:`kernel_unavailable_reason`).
     With ``with_stats``, returns (out, :class:`RowStats`). ``check_alpha=False`` skips the
-    range check of a tensor α (a device sync) for callers that guarantee it. ``dropout``:
+    range check of a tensor α (a device sync) for callers that guarantee it;
+    ``check_inputs=False`` skips :func:`kernel_unavailable_reason` (its non-finite check is a
+    device sync) for callers that have just asked it about these q, k, v. ``dropout``:
     attention dropout rate (the weights p ⊙ M/(1 − r), :func:`dropout_mask`), its mask drawn
     from ``seed`` (default: from torch's CPU generator, so ``torch.manual_seed`` fixes it)."""
     _check(q, k, v, key_padding_mask)
     rate = _dropout_rate(dropout)
-    if rate > 0 and seed is None:
-        seed = int(torch.randint(0, 2 ** 30, ()))
-    reason = kernel_unavailable_reason(q, k, v)
+    reason = kernel_unavailable_reason(q, k, v) if check_inputs else None
     if reason is not None:
         raise RuntimeError(f"the fused attention kernel does not apply: {reason}")
+    if rate > 0 and seed is None:
+        seed = int(torch.randint(0, 2 ** 30, ()))
     scale = q.size(-1) ** -0.5 if scale is None else float(scale)
     alpha_heads, alpha_float = _alpha_per_head(alpha, q.size(1), q.device, check_alpha)
     if key_padding_mask is not None:
@@ -380,5 +379,6 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
     applies (CUDA, head dim 32/64/128), materialised path otherwise."""
     _check(q, k, v, key_padding_mask)
     if kernel_applies(q, k, v):
-        return fused_attention(q, k, v, alpha, key_padding_mask, causal, scale, dropout=dropout)
+        return fused_attention(q, k, v, alpha, key_padding_mask, causal, scale, dropout=dropout,
+                               check_inputs=False)
     return materialised_attention(q, k, v, alpha, key_padding_mask, causal, scale, dropout)
