@@ -33,14 +33,11 @@ def configurations():
     """(label, dtype, head dim, launch config) for every GPU entry of the launch tables."""
     for (half, dim) in sorted(launch.STREAMED_GPU):
         dtype = torch.float16 if half else torch.float32
-        streamed = launch.streamed_config("cuda", dtype, dim, 1024)
-        yield "streamed", dtype, dim, dict(streamed, resident=None)
+        yield "streamed", dtype, dim, launch.launch_config("cuda", dtype, dim, 1024, 1024, False)
         for width in WIDTHS:
-            resident = launch.resident_config("cuda", dtype, dim, width, streamed)
-            if resident is not None and resident["TKP"] == width:
-                with_dq = launch.resident_dq("cuda", dtype, dim, width, streamed)
-                yield (f"resident {width}", dtype, dim,
-                       dict(streamed, resident=resident, resident_dq=with_dq))
+            cfg = launch.launch_config("cuda", dtype, dim, 1024, width)
+            if cfg["resident"] is not None and cfg["resident"]["TKP"] == width:
+                yield f"resident {width}", dtype, dim, cfg
 
 
 def main(argv=None) -> int:

@@ -41,9 +41,7 @@ SCRIPT = textwrap.dedent("""
              (torch.float32, 1, 32, 40, False, False, False, False),
              (torch.float16, 0, 64, 500, True, True, True, False)]
     for dtype, kind, dim, length, need_alpha, causal, has_kpm, dropout in cases:
-        cfg = launch.streamed_config("cuda", dtype, dim, length)
-        cfg["resident"] = launch.resident_config("cuda", dtype, dim, length, cfg)
-        cfg["resident_dq"] = launch.resident_dq("cuda", dtype, dim, length, cfg)
+        cfg = launch.launch_config("cuda", dtype, dim, length, length)
         usage = aot.attention_kernels(dtype, dim, kind, cfg, need_alpha, causal, has_kpm, dropout)
         results.append(dict(dtype=str(dtype), dim=dim, length=length,
                             resident=cfg["resident"] is not None, resident_dq=cfg["resident_dq"],

@@ -90,7 +90,8 @@ def _adopt_halves(model: PreTrainedModel) -> None:
     disagree (one sparse, the other another normaliser or softmax) are refused: one model, one
     normaliser."""
     config = model.config
-    halves = {key: getattr(sub, "_attn_implementation", None) for key, sub in _halves(config).items()}
+    subs = _halves(config)
+    halves = {key: getattr(sub, "_attn_implementation", None) for key, sub in subs.items()}
     if not any(name in IMPLEMENTATIONS for name in halves.values()):
         return
     names = set(halves.values())
@@ -104,7 +105,7 @@ def _adopt_halves(model: PreTrainedModel) -> None:
     if config._attn_implementation == name:
         return
     config._attn_implementation_internal = name  # the halves have it already
-    inits = {getattr(sub, ALPHA_INIT_KEY, None) for sub in _halves(config).values()}
+    inits = {getattr(sub, ALPHA_INIT_KEY, None) for sub in subs.values()}
     if normalizer_spec(name).learned and len(inits) == 1 and None not in inits \
             and getattr(config, ALPHA_INIT_KEY, None) is None:
         setattr(config, ALPHA_INIT_KEY, inits.pop())  # halves with different inits keep their own

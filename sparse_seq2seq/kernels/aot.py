@@ -84,10 +84,8 @@ def ptxas_usage(kernel, arch: int = 90) -> Usage:
 def attention_kernels(dtype: torch.dtype, dim: int, kind: int, cfg: dict,
                       need_alpha: bool = True, causal: bool = True,
                       has_kpm: bool = True, dropout: bool = False) -> Dict[str, Usage]:
-    """Compile the kernels one launch runs (``cfg`` from :func:`.launch.streamed_config`,
-    with ``cfg["resident"]`` from :func:`.launch.resident_config` or None and
-    ``cfg["resident_dq"]`` from :func:`.launch.resident_dq`) and report each one's
-    :class:`Usage`."""
+    """Compile the kernels one launch runs (``cfg`` from :func:`.launch.launch_config`) and
+    report each one's :class:`Usage`."""
     from . import _triton_attention as streamed, _triton_resident as resident
 
     flags = dict(D=dim, KIND=kind, HAS_KPM=has_kpm, CAUSAL=causal, DROPOUT=dropout,
@@ -95,7 +93,7 @@ def attention_kernels(dtype: torch.dtype, dim: int, kind: int, cfg: dict,
     tiles = dict(BM=cfg["BM"], BN=cfg["BN"])
     warps = cfg.get("num_warps", 4)
     built = {}
-    res = cfg.get("resident")
+    res = cfg["resident"]
     if res is not None:
         shape = dict(RBM=res["RBM"], TKP=res["TKP"])
         built["fwd_resident"] = compile_kernel(resident.attention_fwd_resident, dtype,
@@ -104,7 +102,7 @@ def attention_kernels(dtype: torch.dtype, dim: int, kind: int, cfg: dict,
     else:
         built["fwd"] = compile_kernel(streamed.attention_fwd, dtype, warps, MAX_ITER=30,
                                       START_ITER=12, **flags, **tiles)
-    if res is not None and cfg.get("resident_dq", True):
+    if cfg["resident_dq"]:
         built["dq_resident"] = compile_kernel(resident.attention_bwd_dq_resident, dtype,
                                               res["num_warps"], NEED_ALPHA=need_alpha,
                                               **flags, **shape)

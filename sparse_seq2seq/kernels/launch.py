@@ -71,5 +71,18 @@ def resident_dq(device_type: str, dtype: torch.dtype, dim: int, tk: int, streame
     return _width(tk, streamed) <= min(limit, RESIDENT_MAX_KEYS)
 
 
+def launch_config(device_type: str, dtype: torch.dtype, dim: int, tq: int, tk: int,
+                  resident: bool = True) -> dict:
+    """The whole launch configuration of one attention call: the streamed kernels' tile sizes
+    (:func:`streamed_config`), ``resident`` the resident forward's (:func:`resident_config`;
+    None when the row does not fit or ``resident`` is False) and ``resident_dq`` whether the
+    backward's dq kernel is resident too (:func:`resident_dq`)."""
+    cfg = streamed_config(device_type, dtype, dim, tq)
+    cfg["resident"] = resident_config(device_type, dtype, dim, tk, cfg) if resident else None
+    cfg["resident_dq"] = (cfg["resident"] is not None
+                          and resident_dq(device_type, dtype, dim, tk, cfg))
+    return cfg
+
+
 def _width(tk: int, streamed: dict) -> int:
     return max(streamed["BN"], 1 << max(tk - 1, 0).bit_length())
