@@ -93,3 +93,23 @@ def test_softmax_equals_fairseq_multihead_attention():
 def test_bad_normalizer_name_is_refused():
     with pytest.raises(ValueError, match="normalizer"):
         SparseMultiheadAttention(16, 4, normalizer="softermax")
+
+
+def test_causal_mask_answer_is_kept_per_live_owner(monkeypatch):
+    """fairseq's ``_future_mask[:T, :T]`` is a new view each call: its owner's answer is
+    compared once; a tensor that is not that owner (here, new masks of the same shape) is
+    compared for itself and its own answer given."""
+    from sparse_seq2seq import attention as attention_module
+    calls = []
+    real = torch.isneginf
+    monkeypatch.setattr(torch, "isneginf", lambda t: calls.append(1) or real(t))
+    monkeypatch.setattr(attention_module, "_FUTURE_MASKS", {})
+    base = torch.triu(torch.full((20, 20), float("-inf")), 1)
+    assert all(attention_module._is_future_mask(base[:9, :9], 9, 9) for _ in range(5))
+    assert len(calls) == 1
+    for _ in range(5):
+        other = torch.zeros(9, 9)
+        assert not attention_module._is_future_mask(other, 9, 9)
+    assert len(calls) == 6
+    base[:9, :9].fill_(0.0)  # changed in place: a new version, compared again
+    assert not attention_module._is_future_mask(base[:9, :9], 9, 9)

@@ -56,6 +56,26 @@ def _half_precision_case(dtype, tol, dim, causal, tq, tk):
                                    msg=lambda m: f"d{name}: {m}")
 
 
+@pytest.mark.parametrize("tk", [77, 600])
+def test_fused_attention_makes_no_device_sync(tk):
+    """A training call of the fused attention (learned α per head, padding, dropout),
+    forward and backward, with CUDA's sync check set to raise: the kernels themselves
+    handle NaN/±inf, so nothing waits on the device."""
+    from sparse_seq2seq.kernels.attention import fused_attention
+    q, k, v = _qkv(2, 4, 33, tk, 64, torch.float16)
+    alpha = torch.full((4,), 1.4, device=CUDA, requires_grad=True)
+    pad = torch.zeros(2, tk, dtype=torch.bool, device=CUDA)
+    pad[1, tk // 2:] = True
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = fused_attention(q, k, v, alpha, pad, check_alpha=False, dropout=0.1)
+        out.float().square().sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.isfinite(t.grad).all() for t in (q, k, v, alpha))
+
+
 def test_rowwise_kernels_on_cuda_match_eager():
     from sparse_seq2seq import backends
     from sparse_seq2seq.kernels import rowwise

@@ -128,7 +128,7 @@ def _fused(module, query, key, value, mask, causal, scaling, dropout, name, bias
     alpha = _alpha(module, name)
     return fused_attention(query, key, value, alpha, key_padding_mask=padding, causal=causal,
                            scale=scaling, dropout=dropout if module.training else 0.0,
-                           check_inputs=False)
+                           check_inputs=False, check_alpha=False)  # α = 1 + sigmoid ∈ (1, 2]
 
 
 def _repeat_kv(states: Tensor, heads: int) -> Tensor:

@@ -23,8 +23,9 @@ import triton.language as tl
 
 from ._triton_common import (KIND_ENTMAX15, KIND_GENERAL, KIND_SPARSEMAX,  # noqa: F401
                              expm1_ratio, newton_update, qexp)
-from ._triton_tiles import (dropout_scale, grad_sums, key_blocks, probs_tile, query_block,
-                            saved_rows, score_tile, store_row_grads, subset_root, value_grads)
+from ._triton_tiles import (dropout_scale, grad_sums, key_blocks, nan_count, probs_tile,
+                            query_block, row_shift, saved_rows, score_tile, store_row_grads,
+                            subset_root, value_grads)
 
 
 @triton.jit
@@ -45,6 +46,7 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
     top = tl.full((BM, BN), float("-inf"), tl.float32)
     second = tl.full((BM, BN), float("-inf"), tl.float32)
     count = tl.zeros((BM,), tl.float32)
+    nans = tl.zeros((BM,), tl.float32)
     for kb in range(0, nb):
         offs_n = kb * BN + tl.arange(0, BN)
         s = score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
@@ -52,10 +54,13 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
         second = tl.maximum(second, tl.minimum(top, s))
         top = tl.maximum(top, s)
         count += tl.sum((s > float("-inf")).to(tl.float32), 1)
+        nans += nan_count(s)
         tl.store(live_row + kb, 1)
-    empty = (count == 0.0) | (~row_ok)
+    # a NaN row is not searched: it outputs NaN and keeps its blocks for the backward's NaN
+    nan_row = (nans > 0.0) & row_ok
+    empty = (count == 0.0) | (~row_ok) | nan_row
     m = tl.where(empty, 0.0, tl.max(top, 1))
-    tau = subset_root(top - m[:, None], second - m[:, None], am1, tol, KIND, START_ITER, True)
+    tau = subset_root(row_shift(top, m), row_shift(second, m), am1, tol, KIND, START_ITER, True)
     tl.store(KEYS + rows, count, mask=row_ok)
     tl.debug_barrier()
 
@@ -87,7 +92,7 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
                 s = score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
                                 D, HAS_KPM, CAUSAL, PREC)
                 score_tiles += 1
-                z = s - m[:, None]
+                z = row_shift(s, m)
                 p, slope = qexp(z - tau[:, None], am1, KIND)
                 total += tl.sum(p, 1)
                 slope_sum += tl.sum(slope, 1)
@@ -101,21 +106,25 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
                     value_tiles += 1
                     on = (p > 0.0) & ~(empty | finished)[:, None]
                     support += tl.sum(on.to(tl.float32), 1)
+                    on = on | (nan_row & ~finished)[:, None]
                     hit = tl.max(tl.max(on.to(tl.int8), 1), 0)
                     tl.store(supp_row + kb, tl.maximum(tl.load(supp_row + kb), hit))
                 # a block stays live while some searching row may still have support in it
                 peak = 1.0 + am1 * (tl.max(z, 1) - lo)
                 peak = tl.where(empty | finished, -1.0, peak)
+                peak = tl.where(nan_row & ~finished, 1.0, peak)
                 tl.store(live_row + kb, (tl.max(peak, 0) > -margin).to(tl.int8))
         if with_out:
             done_now = ~finished & (conv | (tl.abs(total - 1.0) <= 2.0 * tol) | last)
             norm = tl.where(empty | (total <= 0.0), 0.0, total)
             out = acc / tl.where(norm > 0.0, norm, 1.0)[:, None]
+            out = tl.where(nan_row[:, None], float("nan"), out)
             keep = row_ok & done_now
             tl.store(O + bh.to(tl.int64) * Tq * D + tile, out.to(O.dtype.element_ty),
                      mask=keep[:, None])
-            tl.store(TAU + rows, m + tau, mask=keep)
-            tl.store(NORM + rows, norm, mask=keep)
+            tl.store(TAU + rows, tl.where(nan_row, float("nan"), m + tau), mask=keep)
+            # a +inf row (τ + m = +inf): the backward's p is 1 / (its number of +inf scores)
+            tl.store(NORM + rows, tl.where(m == float("inf"), support, norm), mask=keep)
             tl.store(SUPPORT + rows, tl.where(norm > 0.0, support, 0.0), mask=keep)
             finished = finished | done_now
         miss = tl.where(conv, 0.0, tl.abs(total - 1.0))
@@ -165,9 +174,12 @@ def attention_bwd_dq(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, LIVE, CROW, GALPHA,
             g_p_l2 += a6
             dq_g += tl.dot(slope_g.to(k.dtype), k, input_precision=PREC)
             dq_s += tl.dot(slope.to(k.dtype), k, input_precision=PREC)
-    c = store_row_grads(CROW, GALPHA, rows, row_ok, has_mass, am1, slope_sum, g_slope,
+    c = store_row_grads(CROW, GALPHA, rows, row_ok, has_mass, thresh, am1, slope_sum, g_slope,
                         g_p, entropy, g_h, p_l2, g_p_l2, NEED_ALPHA)
     dq = dq_g - c[:, None] * dq_s
+    # a non-finite c (an inf in v) leaves some s̃_j (g_j − c) NaN: the row's dq is NaN, as
+    # the elementwise form gives, which the difference above need not
+    dq = tl.where((tl.abs(c) < float("inf"))[:, None], dq, float("nan"))
     tl.store(DQ + bh.to(tl.int64) * Tq * D + tile, (dq * scale).to(DQ.dtype.element_ty),
              mask=row_ok[:, None])
 

@@ -16,8 +16,8 @@ import triton
 import triton.language as tl
 
 from ._triton_common import qexp
-from ._triton_tiles import (dropout_scale, grad_sums, query_block, saved_rows, score_tile,
-                            store_row_grads, subset_root, value_grads)
+from ._triton_tiles import (dropout_scale, grad_sums, nan_count, query_block, row_shift,
+                            saved_rows, score_tile, store_row_grads, subset_root, value_grads)
 
 
 @triton.jit
@@ -34,9 +34,10 @@ def attention_fwd_resident(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, SUP
     s = score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, Tk - Tq, scale,
                    D, HAS_KPM, CAUSAL, PREC)
     count = tl.sum((s > float("-inf")).to(tl.float32), 1)
-    empty = (count == 0.0) | (~row_ok)
+    nan_row = (nan_count(s) > 0.0) & row_ok  # not searched: NaN out, every block kept
+    empty = (count == 0.0) | (~row_ok) | nan_row
     m = tl.where(empty, 0.0, tl.max(s, 1))
-    z = s - m[:, None]
+    z = row_shift(s, m)
     tau = subset_root(z, z, am1, tol, KIND, MAX_ITER, False)  # the whole row: its exact τ
     p, _ = qexp(z - tau[:, None], am1, KIND)
     p = tl.where(empty[:, None], 0.0, p)
@@ -49,15 +50,19 @@ def attention_fwd_resident(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, SUP
         kept = p * dropout_scale(seed, bh, offs_m, offs_n, Tk, rate)
     acc = tl.dot(kept.to(v.dtype), v, input_precision=PREC)
     out = acc / tl.where(norm > 0.0, norm, 1.0)[:, None]
+    out = tl.where(nan_row[:, None], float("nan"), out)
     tl.store(O + bh.to(tl.int64) * Tq * D + tile, out.to(O.dtype.element_ty),
              mask=row_ok[:, None])
-    tl.store(TAU + rows, m + tau, mask=row_ok)
-    tl.store(NORM + rows, norm, mask=row_ok)
-    tl.store(SUPPORT + rows, tl.sum((p > 0.0).to(tl.float32), 1), mask=row_ok)
+    support = tl.sum((p > 0.0).to(tl.float32), 1)
+    tl.store(TAU + rows, tl.where(nan_row, float("nan"), m + tau), mask=row_ok)
+    # a +inf row (τ + m = +inf): the backward's p is 1 / (its number of +inf scores)
+    tl.store(NORM + rows, tl.where(m == float("inf"), support, norm), mask=row_ok)
+    tl.store(SUPPORT + rows, support, mask=row_ok)
     tl.store(KEYS + rows, count, mask=row_ok)
-    # the (BM, BN) blocks of the streamed dk/dv kernel that hold support: only ones are
-    # written (SUPP starts at zero), so tiles sharing a block cannot undo each other
-    column = tl.max((p > 0.0).to(tl.int32), 0)
+    # the (BM, BN) blocks of the streamed dk/dv kernel that hold support (a NaN row: all of
+    # its blocks): only ones are written (SUPP starts at zero), so tiles sharing a block
+    # cannot undo each other
+    column = tl.max(((p > 0.0) | nan_row[:, None]).to(tl.int32), 0)
     hit = tl.max(tl.reshape(column, (TKP // BN, BN)), 1)
     kbs = tl.arange(0, TKP // BN)
     block_row = SUPP + (bh.to(tl.int64) * n_qb + (pid_m * RBM) // BM) * n_kb
@@ -83,7 +88,7 @@ def attention_bwd_dq_resident(Q, K, V, DO, DQ, ALPHA, KPM, TAU, NORM, CROW, GALP
                           DROPOUT)
     slope, slope_g, slope_sum, g_slope, g_p, entropy, g_h, p_l2, g_p_l2 = grad_sums(
         s, thresh, log2_norm, am1, g, KIND, NEED_ALPHA)
-    c = store_row_grads(CROW, GALPHA, rows, row_ok, has_mass, am1, slope_sum, g_slope,
+    c = store_row_grads(CROW, GALPHA, rows, row_ok, has_mass, thresh, am1, slope_sum, g_slope,
                         g_p, entropy, g_h, p_l2, g_p_l2, NEED_ALPHA)
     ds = slope_g - c[:, None] * slope
     dq = tl.dot(ds.to(k.dtype), k, input_precision=PREC)

@@ -1,6 +1,12 @@
 """Tile helpers shared by the fused attention kernels (imports triton): score tiles, the
 program's query block, the threshold root of a row held in registers, and the per-row sums
-of the backward (Correia, Niculae & Martins 2019, eq. 10 and Prop. 1)."""
+of the backward (Correia, Niculae & Martins 2019, eq. 10 and Prop. 1).
+
+Non-finite scores follow the library's rule (:mod:`sparse_seq2seq.nonfinite`) inside the
+kernels, so no caller has to look for them first: a row with a NaN score gets a NaN output
+and NaN gradients (saved τ + m = NaN); a row whose maximum is +inf puts its mass evenly on
+its +inf scores (saved τ + m = +inf, Σp = their number) and passes no gradient to its scores
+or to α."""
 import triton
 import triton.language as tl
 
@@ -21,6 +27,19 @@ def score_tile(q, K, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
     if CAUSAL:
         ok = ok & (offs_n[None, :] <= offs_m[:, None] + q_shift)
     return tl.where(ok, s, float("-inf"))
+
+
+@triton.jit
+def row_shift(s, m):
+    """s − m per row, with the +inf rule: an entry equal to its row's m gives 0, so a row
+    whose m is +inf keeps its +inf scores at 0 and the rest at −inf (finite rows: s − m)."""
+    return tl.where(s == m[:, None], 0.0, s - m[:, None])
+
+
+@triton.jit
+def nan_count(s):
+    """Per row of a score tile, how many of its scores are NaN (float32)."""
+    return tl.sum((s != s).to(tl.float32), 1)
 
 
 @triton.jit
@@ -81,11 +100,16 @@ def subset_root(z, z2, am1, tol, KIND: tl.constexpr, ITERS: tl.constexpr, PAIR: 
 
 @triton.jit
 def probs_tile(s, thresh, log2_norm, am1, KIND: tl.constexpr):
-    """Normalised p and s̃ = p^{2−α} of a score tile (rows with no mass give zeros)."""
-    p_raw, slope_raw = qexp(s - thresh[:, None], am1, KIND)
+    """Normalised p and s̃ = p^{2−α} of a score tile from the saved τ + m (rows with no mass
+    give zeros; +inf rows: p uniform on their +inf scores and s̃ = 0; NaN rows: NaN)."""
+    p_raw, slope_raw = qexp(row_shift(s, thresh), am1, KIND)
     inv_norm = tl.exp2(-log2_norm)
     slope_scale = tl.exp2((am1 - 1.0) * log2_norm)
-    return p_raw * inv_norm[:, None], slope_raw * slope_scale[:, None]
+    bad = (thresh != thresh)[:, None]
+    p = tl.where(bad, float("nan"), p_raw * inv_norm[:, None])
+    frozen = (thresh == float("inf"))[:, None]
+    slope = tl.where(bad, float("nan"), tl.where(frozen, 0.0, slope_raw * slope_scale[:, None]))
+    return p, slope
 
 
 
@@ -136,7 +160,7 @@ def grad_sums(s, thresh, log2_norm, am1, g, KIND: tl.constexpr, NEED_ALPHA: tl.c
     zero = tl.zeros_like(thresh)
     g_p, entropy, g_h, p_l2, g_p_l2 = zero, zero, zero, zero, zero
     if NEED_ALPHA:
-        ln_p = LN2 * (log2_prob(s - thresh[:, None], am1, KIND) - log2_norm[:, None])
+        ln_p = LN2 * (log2_prob(row_shift(s, thresh), am1, KIND) - log2_norm[:, None])
         p_ln_p = p * ln_p
         g_p = tl.sum(g * p, 1)
         entropy = -tl.sum(p_ln_p, 1)
@@ -148,10 +172,11 @@ def grad_sums(s, thresh, log2_norm, am1, g, KIND: tl.constexpr, NEED_ALPHA: tl.c
 
 
 @triton.jit
-def store_row_grads(CROW, GALPHA, rows, row_ok, has_mass, am1, slope_sum, g_slope,
+def store_row_grads(CROW, GALPHA, rows, row_ok, has_mass, thresh, am1, slope_sum, g_slope,
                     g_p, entropy, g_h, p_l2, g_p_l2, NEED_ALPHA: tl.constexpr):
     """From a row's sums: c = Σ s̃ g / Σ s̃ (stored, for dk) and the row's ∂α (stored when
-    needed; the closed form of Correia et al. 2019, Prop. 1, and its α → 1 limit). Returns c."""
+    needed; the closed form of Correia et al. 2019, Prop. 1, and its α → 1 limit; 0 for a
+    +inf row, NaN for a NaN row). Returns c."""
     c = tl.where(has_mass, g_slope / tl.where(slope_sum > 0.0, slope_sum, 1.0), 0.0)
     tl.store(CROW + rows, c, mask=row_ok)
     if NEED_ALPHA:
@@ -159,5 +184,7 @@ def store_row_grads(CROW, GALPHA, rows, row_ok, has_mass, am1, slope_sum, g_slop
         closed = (g_p - c) / (safe * safe) + (g_h - c * entropy) / safe
         limit = -0.5 * (g_p_l2 - g_p * p_l2)
         grad_alpha = tl.where(am1 < 1e-4, limit, closed)
-        tl.store(GALPHA + rows, tl.where(has_mass, grad_alpha, 0.0), mask=row_ok)
+        grad_alpha = tl.where(has_mass & (thresh < float("inf")), grad_alpha, 0.0)
+        tl.store(GALPHA + rows, tl.where(thresh != thresh, float("nan"), grad_alpha),
+                 mask=row_ok)
     return c

@@ -70,17 +70,8 @@ def kernel_unavailable_reason(q: Tensor, k: Tensor, v: Tensor) -> Optional[str]:
         return f"dtype {q.dtype} (q), {k.dtype} (k), {v.dtype} (v) is not one of float32/16, bfloat16"
     if _kernels() is None:
         return _KERNELS["error"]
-    if not all_finite(q, k, v):
-        # the materialised path applies the library's rule: NaN → NaN row, +inf → its limit
-        return "q, k or v holds NaN or ±inf"
+    # NaN and ±inf need no look (no device sync): the kernels apply the library's rule
     return None
-
-
-def all_finite(*tensors: Tensor) -> bool:
-    """Whether every entry is finite, with one reduction per tensor (min and max, no copy;
-    NaN propagates through both) and one device sync in all."""
-    extremes = [torch.stack(torch.aminmax(t)).float() for t in tensors if t.numel()]
-    return not extremes or bool(torch.isfinite(torch.cat(extremes)).all())
 
 
 def kernel_applies(q: Tensor, k: Tensor, v: Tensor) -> bool:
@@ -316,8 +307,9 @@ def fused_attention(q: Tensor, k: Tensor, v: Tensor, alpha: Alpha,
     """The Triton path only; raises when it does not apply (see :func:`kernel_unavailable_reason`).
     With ``with_stats``, returns (out, :class:`RowStats`). ``check_alpha=False`` skips the
     range check of a tensor α (a device sync) for callers that guarantee it;
-    ``check_inputs=False`` skips :func:`kernel_unavailable_reason` (its non-finite check is a
-    device sync) for callers that have just asked it about these q, k, v. ``dropout``:
+    ``check_inputs=False`` skips :func:`kernel_unavailable_reason` for callers that have just
+    asked it about these q, k, v (NaN and ±inf inputs are no reason: the kernels apply the
+    rule of :mod:`sparse_seq2seq.nonfinite`, with no device sync). ``dropout``:
     attention dropout rate (the weights p ⊙ M/(1 − r), :func:`dropout_mask`), its mask drawn
     from ``seed`` (default: from torch's CPU generator, so ``torch.manual_seed`` fixes it)."""
     _check(q, k, v, key_padding_mask)
@@ -363,9 +355,12 @@ class RowStats(NamedTuple):
         with torch.no_grad():
             scores = masked_scores(q, k, key_padding_mask, causal, self.scale)
             am1 = (self.alpha - 1).view(1, -1, 1, 1)
-            base = (1 + am1 * (scores - self.thresh[..., None])).clamp_(min=0)
+            thresh = self.thresh[..., None]  # +inf rows: 0 on their +inf scores, as the kernels
+            shift = torch.where(scores == thresh, torch.zeros((), device=scores.device),
+                                scores - thresh)
+            base = (1 + am1 * shift).clamp_(min=0)
             p = base.pow_(1 / am1)
-            live = self.norm > 0
+            live = (self.norm > 0) | self.thresh.isnan()  # NaN rows stay NaN
             return p.div_(torch.where(live, self.norm, 1.0)[..., None]).masked_fill_(
                 ~live[..., None], 0.0)
 
