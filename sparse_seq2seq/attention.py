@@ -15,7 +15,6 @@ import math
 import os
 import uuid
 import warnings
-import weakref
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .normalizers import build_normalizer
+from .tensor_memo import TensorMemo
 
 IncrementalState = Dict[str, Dict[str, Optional[Tensor]]]
 
@@ -308,26 +308,17 @@ def _append_padding_mask(mask: Optional[Tensor], prev: Optional[Tensor], batch: 
     return torch.cat([prev, mask], dim=1)
 
 
-_FUTURE_MASKS: Dict[tuple, Tuple[weakref.ref, bool]] = {}
+_FUTURE_MASKS = TensorMemo()
 
 
 def _is_future_mask(mask: Tensor, tgt_len: int, src_len: int) -> bool:
-    """Whether ``mask`` is fairseq's causal mask: (T, T), −inf above the diagonal, 0 elsewhere.
-    The answer is kept per storage owner (the tensor a view such as fairseq's
-    ``_future_mask[:T, :T]`` comes from), offset, shape, strides and version, and only while
-    that owner is alive, so a cached mask is compared once and a new tensor at a freed
-    address is never taken for it."""
+    """Whether ``mask`` is fairseq's causal mask: (T, T), −inf above the diagonal, 0 elsewhere
+    (compared once per mask, see :mod:`.tensor_memo`)."""
     if mask.shape != (tgt_len, src_len) or tgt_len != src_len or not mask.is_floating_point():
         return False
-    owner = mask._base if mask._base is not None else mask
-    key = (id(owner), mask.data_ptr(), tuple(mask.shape), mask.stride(), mask._version,
-           str(mask.device))
-    cached = _FUTURE_MASKS.get(key)
-    if cached is not None and cached[0]() is owner:
-        return cached[1]
-    future = torch.ones(tgt_len, src_len, dtype=torch.bool, device=mask.device).triu_(1)
-    ok = bool((torch.isneginf(mask) == future).all()) and bool((mask[~future] == 0).all())
-    if len(_FUTURE_MASKS) > 64:
-        _FUTURE_MASKS.clear()
-    _FUTURE_MASKS[key] = (weakref.ref(owner), ok)
-    return ok
+
+    def compare() -> bool:
+        future = torch.ones(tgt_len, src_len, dtype=torch.bool, device=mask.device).triu_(1)
+        return bool((torch.isneginf(mask) == future).all()) and bool((mask[~future] == 0).all())
+
+    return _FUTURE_MASKS.get(mask, None, compare)

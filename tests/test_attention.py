@@ -100,10 +100,11 @@ def test_causal_mask_answer_is_kept_per_live_owner(monkeypatch):
     compared once; a tensor that is not that owner (here, new masks of the same shape) is
     compared for itself and its own answer given."""
     from sparse_seq2seq import attention as attention_module
+    from sparse_seq2seq.tensor_memo import TensorMemo
     calls = []
     real = torch.isneginf
     monkeypatch.setattr(torch, "isneginf", lambda t: calls.append(1) or real(t))
-    monkeypatch.setattr(attention_module, "_FUTURE_MASKS", {})
+    monkeypatch.setattr(attention_module, "_FUTURE_MASKS", TensorMemo())
     base = torch.triu(torch.full((20, 20), float("-inf")), 1)
     assert all(attention_module._is_future_mask(base[:9, :9], 9, 9) for _ in range(5))
     assert len(calls) == 1
@@ -113,3 +114,8 @@ def test_causal_mask_answer_is_kept_per_live_owner(monkeypatch):
     assert len(calls) == 6
     base[:9, :9].fill_(0.0)  # changed in place: a new version, compared again
     assert not attention_module._is_future_mask(base[:9, :9], 9, 9)
+    with torch.inference_mode():  # no version counter: compared every time, not refused
+        causal = torch.triu(torch.full((9, 9), float("-inf")), 1)
+        assert attention_module._is_future_mask(causal, 9, 9)
+        assert attention_module._is_future_mask(causal, 9, 9)
+    assert len(calls) == 9

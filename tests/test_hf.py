@@ -334,3 +334,20 @@ def test_plain_masks_of_real_models_take_the_fused_kernel(monkeypatch):
         assert len(seen) == 1 and seen[0][1] is causal and torch.equal(seen[0][0], mask == 0)
         real = mask.bool()
         torch.testing.assert_close(fused[real], expected[real], atol=1e-5, rtol=1e-4)
+
+
+def test_a_mask_is_read_once_for_all_layers(monkeypatch):
+    """HF passes one mask tensor to every layer: its values are read (a device sync on a GPU)
+    once, and a mask changed in place is read again."""
+    from sparse_seq2seq.hf import attention as hf_attention
+    reads = []
+    real = hf_attention._read_plain_mask
+    monkeypatch.setattr(hf_attention, "_read_plain_mask",
+                        lambda *a: reads.append(1) or real(*a))
+    padding = torch.ones(2, 1, 4, 6, dtype=torch.bool)
+    padding[1, ..., 4:] = False
+    found = [plain_mask(padding, False, 4, 6) for _ in range(6)]
+    assert len(reads) == 1 and all(f[0] is found[0][0] for f in found)
+    padding[1, ..., 3] = False
+    kpm, _ = plain_mask(padding, False, 4, 6)
+    assert len(reads) == 2 and kpm[1].tolist() == [False] * 3 + [True] * 3

@@ -359,7 +359,7 @@ def test_resident_config_by_length_device_and_dtype():
     with_dq = lambda tk, device, dtype, dim: launch.resident_dq(device, dtype, dim, tk, gpu)
     assert with_dq(128, "cuda", torch.float16, 128) and not with_dq(129, "cuda", torch.float16, 128)
     assert with_dq(256, "cuda", torch.float16, 64) and not with_dq(300, "cuda", torch.float16, 64)
-    assert with_dq(512, "cuda", torch.float16, 32)
+    assert with_dq(256, "cuda", torch.float16, 32) and not with_dq(257, "cuda", torch.float16, 32)
     assert with_dq(launch.RESIDENT_DQ_MAX_KEYS, "cpu", torch.float32, 64)
     assert not with_dq(launch.RESIDENT_DQ_MAX_KEYS + 1, "cpu", torch.float32, 64)
 

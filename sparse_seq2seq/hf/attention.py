@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from .._checks import compute_dtype
 from ..mappings import EntmaxAlpha, entmax_bisect
 from ..registry import normalizer_spec
+from ..tensor_memo import TensorMemo
 
 __all__ = ["attention_forward", "allowed_keys", "plain_mask", "ALPHA_MODULE", "KEEP_FLAG", "KEPT"]
 
@@ -81,15 +82,24 @@ def _future(q_len: int, kv_len: int, device) -> Tensor:
     return torch.arange(kv_len, device=device)[None, :] > i + (kv_len - q_len)
 
 
+_PLAIN_MASKS = TensorMemo()
+
+
 def plain_mask(mask: Optional[Tensor], causal: bool, q_len: int, kv_len: int
                ) -> Optional[Tuple[Optional[Tensor], bool]]:
     """``(key_padding_mask (batch, kv_len) True = pad, or None; causal)`` when ``mask`` is a
     padding mask, or a bottom-right causal mask with padding, and every query keeps a key;
-    None for any other mask (it needs the materialised path)."""
+    None for any other mask (it needs the materialised path). Read once per mask, not once
+    per layer (:mod:`sparse_seq2seq.tensor_memo`)."""
     if mask is None:
         return (None, causal) if not causal or q_len == kv_len else None
     if mask.dim() != 4 or mask.size(1) != 1:
         return None
+    return _PLAIN_MASKS.get(mask, (q_len, kv_len), lambda: _read_plain_mask(mask, q_len, kv_len))
+
+
+def _read_plain_mask(mask: Tensor, q_len: int, kv_len: int
+                     ) -> Optional[Tuple[Optional[Tensor], bool]]:
     allowed = allowed_keys(mask)
     if mask.dtype != torch.bool and bool((mask.masked_fill(~allowed, 0) != 0).any()):
         return None  # a float mask with biases

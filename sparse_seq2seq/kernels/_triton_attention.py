@@ -220,7 +220,7 @@ def attention_bwd_dkdv(Q, K, V, DO, DK, DV, ALPHA, KPM, TAU, NORM, LIVE, CROW,
             s = score_tile(q, Kb, kpm_row, offs_m, offs_n, offs_d, Tk, q_shift, scale,
                             D, HAS_KPM, CAUSAL, PREC)
             s = tl.where(has_mass[:, None], s, float("-inf"))
-            p, slope = probs_tile(s, thresh, log2_norm, am1, KIND)
+            p, slope = probs_tile(row_shift(s, thresh), thresh, log2_norm, am1, KIND)
             g = tl.dot(do, tl.trans(v), input_precision=PREC)
             if DROPOUT:
                 drop = dropout_scale(seed, bh, offs_m, offs_n, Tk, rate)

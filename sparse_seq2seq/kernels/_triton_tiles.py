@@ -99,17 +99,18 @@ def subset_root(z, z2, am1, tol, KIND: tl.constexpr, ITERS: tl.constexpr, PAIR: 
 
 
 @triton.jit
-def probs_tile(s, thresh, log2_norm, am1, KIND: tl.constexpr):
-    """Normalised p and s̃ = p^{2−α} of a score tile from the saved τ + m (rows with no mass
-    give zeros; +inf rows: p uniform on their +inf scores and s̃ = 0; NaN rows: NaN)."""
-    p_raw, slope_raw = qexp(row_shift(s, thresh), am1, KIND)
-    inv_norm = tl.exp2(-log2_norm)
-    slope_scale = tl.exp2((am1 - 1.0) * log2_norm)
-    bad = (thresh != thresh)[:, None]
-    p = tl.where(bad, float("nan"), p_raw * inv_norm[:, None])
-    frozen = (thresh == float("inf"))[:, None]
-    slope = tl.where(bad, float("nan"), tl.where(frozen, 0.0, slope_raw * slope_scale[:, None]))
-    return p, slope
+def probs_tile(shift, thresh, log2_norm, am1, KIND: tl.constexpr):
+    """Normalised p and s̃ = p^{2−α} of a score tile, given ``shift`` = row_shift(s, τ + m)
+    from the saved τ + m (rows with no mass give zeros; +inf rows: p uniform on their +inf
+    scores and s̃ = 0; NaN rows: NaN)."""
+    p_raw, slope_raw = qexp(shift, am1, KIND)
+    # the rule through per-row factors (no extra tile work): NaN rows scale by NaN, +inf
+    # rows' slopes by 0 (p_raw and slope_raw are finite there)
+    bad = thresh != thresh
+    inv_norm = tl.where(bad, float("nan"), tl.exp2(-log2_norm))
+    slope_scale = tl.where(bad | (thresh == float("inf")), tl.where(bad, float("nan"), 0.0),
+                           tl.exp2((am1 - 1.0) * log2_norm))
+    return p_raw * inv_norm[:, None], slope_raw * slope_scale[:, None]
 
 
 
@@ -155,12 +156,13 @@ def grad_sums(s, thresh, log2_norm, am1, g, KIND: tl.constexpr, NEED_ALPHA: tl.c
     """The backward's view of a score tile, given g = dO·vᵀ: s̃ = p^{2−α} (the τ-slope), s̃ g,
     and the per-row sums Σ s̃, Σ s̃ g (for c) and, when ∂α is needed, Σ g p, −Σ p ln p,
     −Σ g p ln p, Σ p ln²p and Σ g p ln²p (zeros otherwise)."""
-    p, slope = probs_tile(s, thresh, log2_norm, am1, KIND)
+    shift = row_shift(s, thresh)
+    p, slope = probs_tile(shift, thresh, log2_norm, am1, KIND)
     slope_g = slope * g
     zero = tl.zeros_like(thresh)
     g_p, entropy, g_h, p_l2, g_p_l2 = zero, zero, zero, zero, zero
     if NEED_ALPHA:
-        ln_p = LN2 * (log2_prob(row_shift(s, thresh), am1, KIND) - log2_norm[:, None])
+        ln_p = LN2 * (log2_prob(shift, am1, KIND) - log2_norm[:, None])
         p_ln_p = p * ln_p
         g_p = tl.sum(g * p, 1)
         entropy = -tl.sum(p_ln_p, 1)

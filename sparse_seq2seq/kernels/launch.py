@@ -24,7 +24,7 @@ STREAMED_GPU = {(True, 32): (64, 32, 4), (True, 64): (32, 32, 4), (True, 128): (
                 (False, 32): (32, 32, 8), (False, 64): (32, 32, 8), (False, 128): (16, 32, 8)}
 # (half precision, head dim) → the longest rows (keys) the resident kernels hold on a GPU:
 # (forward, dq); rows between the two take the resident forward and the streamed dq kernel
-RESIDENT_GPU_KEYS = {(True, 32): (512, 512), (True, 64): (512, 256), (True, 128): (256, 128),
+RESIDENT_GPU_KEYS = {(True, 32): (512, 256), (True, 64): (512, 256), (True, 128): (256, 128),
                      (False, 32): (64, 64), (False, 64): (64, 64), (False, 128): (0, 0)}
 RESIDENT_GPU_ROWS, RESIDENT_GPU_WARPS = 16, 8
 RESIDENT_MAX_KEYS = 512  # caps on every device (0 turns the resident kernels off)
