@@ -41,6 +41,3 @@ class TensorMemo:
             self._entries.clear()
         self._entries[key] = (weakref.ref(owner), value)
         return value
-
-    def clear(self) -> None:
-        self._entries.clear()

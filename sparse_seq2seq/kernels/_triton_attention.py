@@ -25,7 +25,7 @@ from ._triton_common import (KIND_ENTMAX15, KIND_GENERAL, KIND_SPARSEMAX,  # noq
                              expm1_ratio, newton_update, qexp)
 from ._triton_tiles import (dropout_scale, grad_sums, key_blocks, nan_count, probs_tile,
                             query_block, row_shift, saved_rows, score_tile, store_row_grads,
-                            subset_root, value_grads)
+                            store_rows, subset_root, value_grads)
 
 
 @triton.jit
@@ -117,15 +117,8 @@ def attention_fwd(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, LIVE, SUPP, 
         if with_out:
             done_now = ~finished & (conv | (tl.abs(total - 1.0) <= 2.0 * tol) | last)
             norm = tl.where(empty | (total <= 0.0), 0.0, total)
-            out = acc / tl.where(norm > 0.0, norm, 1.0)[:, None]
-            out = tl.where(nan_row[:, None], float("nan"), out)
-            keep = row_ok & done_now
-            tl.store(O + bh.to(tl.int64) * Tq * D + tile, out.to(O.dtype.element_ty),
-                     mask=keep[:, None])
-            tl.store(TAU + rows, tl.where(nan_row, float("nan"), m + tau), mask=keep)
-            # a +inf row (τ + m = +inf): the backward's p is 1 / (its number of +inf scores)
-            tl.store(NORM + rows, tl.where(m == float("inf"), support, norm), mask=keep)
-            tl.store(SUPPORT + rows, tl.where(norm > 0.0, support, 0.0), mask=keep)
+            store_rows(O, TAU, NORM, SUPPORT, bh, rows, tile, row_ok & done_now, Tq, acc,
+                       norm, tl.where(norm > 0.0, support, 0.0), m, tau, nan_row, D)
             finished = finished | done_now
         miss = tl.where(conv, 0.0, tl.abs(total - 1.0))
         tau, lo, hi, conv = newton_update(tau, lo, hi, total, slope_sum, am1, conv | finished,

@@ -17,7 +17,8 @@ import triton.language as tl
 
 from ._triton_common import qexp
 from ._triton_tiles import (dropout_scale, grad_sums, nan_count, query_block, row_shift,
-                            saved_rows, score_tile, store_row_grads, subset_root, value_grads)
+                            saved_rows, score_tile, store_row_grads, store_rows, subset_root,
+                            value_grads)
 
 
 @triton.jit
@@ -49,15 +50,8 @@ def attention_fwd_resident(Q, K, V, O, ALPHA, KPM, TAU, NORM, SUPPORT, KEYS, SUP
     if DROPOUT:
         kept = p * dropout_scale(seed, bh, offs_m, offs_n, Tk, rate)
     acc = tl.dot(kept.to(v.dtype), v, input_precision=PREC)
-    out = acc / tl.where(norm > 0.0, norm, 1.0)[:, None]
-    out = tl.where(nan_row[:, None], float("nan"), out)
-    tl.store(O + bh.to(tl.int64) * Tq * D + tile, out.to(O.dtype.element_ty),
-             mask=row_ok[:, None])
-    support = tl.sum((p > 0.0).to(tl.float32), 1)
-    tl.store(TAU + rows, tl.where(nan_row, float("nan"), m + tau), mask=row_ok)
-    # a +inf row (τ + m = +inf): the backward's p is 1 / (its number of +inf scores)
-    tl.store(NORM + rows, tl.where(m == float("inf"), support, norm), mask=row_ok)
-    tl.store(SUPPORT + rows, support, mask=row_ok)
+    store_rows(O, TAU, NORM, SUPPORT, bh, rows, tile, row_ok, Tq, acc, norm,
+               tl.sum((p > 0.0).to(tl.float32), 1), m, tau, nan_row, D)
     tl.store(KEYS + rows, count, mask=row_ok)
     # the (BM, BN) blocks of the streamed dk/dv kernel that hold support (a NaN row: all of
     # its blocks): only ones are written (SUPP starts at zero), so tiles sharing a block

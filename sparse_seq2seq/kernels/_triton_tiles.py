@@ -99,6 +99,20 @@ def subset_root(z, z2, am1, tol, KIND: tl.constexpr, ITERS: tl.constexpr, PAIR: 
 
 
 @triton.jit
+def store_rows(O, TAU, NORM, SUPPORT, bh, rows, tile, keep, Tq, acc, norm, support, m, tau,
+               nan_row, D: tl.constexpr):
+    """The forward's per-row results, under the NaN/+inf rule: O = Σ p v / Σ p (NaN rows:
+    NaN), τ + m (NaN rows: NaN; +inf rows: +inf), Σ p (+inf rows: their number of +inf
+    scores, the backward's normaliser of p = 1 on them) and the support size (0 without mass)."""
+    out = acc / tl.where(norm > 0.0, norm, 1.0)[:, None]
+    out = tl.where(nan_row[:, None], float("nan"), out)
+    tl.store(O + bh.to(tl.int64) * Tq * D + tile, out.to(O.dtype.element_ty), mask=keep[:, None])
+    tl.store(TAU + rows, tl.where(nan_row, float("nan"), m + tau), mask=keep)
+    tl.store(NORM + rows, tl.where(m == float("inf"), support, norm), mask=keep)
+    tl.store(SUPPORT + rows, support, mask=keep)
+
+
+@triton.jit
 def probs_tile(shift, thresh, log2_norm, am1, KIND: tl.constexpr):
     """Normalised p and s̃ = p^{2−α} of a score tile, given ``shift`` = row_shift(s, τ + m)
     from the saved τ + m (rows with no mass give zeros; +inf rows: p uniform on their +inf
@@ -108,8 +122,8 @@ def probs_tile(shift, thresh, log2_norm, am1, KIND: tl.constexpr):
     # rows' slopes by 0 (p_raw and slope_raw are finite there)
     bad = thresh != thresh
     inv_norm = tl.where(bad, float("nan"), tl.exp2(-log2_norm))
-    slope_scale = tl.where(bad | (thresh == float("inf")), tl.where(bad, float("nan"), 0.0),
-                           tl.exp2((am1 - 1.0) * log2_norm))
+    slope_scale = tl.where(thresh == float("inf"), 0.0, tl.exp2((am1 - 1.0) * log2_norm))
+    slope_scale = tl.where(bad, float("nan"), slope_scale)
     return p_raw * inv_norm[:, None], slope_raw * slope_scale[:, None]
 
 

@@ -356,8 +356,7 @@ class RowStats(NamedTuple):
             scores = masked_scores(q, k, key_padding_mask, causal, self.scale)
             am1 = (self.alpha - 1).view(1, -1, 1, 1)
             thresh = self.thresh[..., None]  # +inf rows: 0 on their +inf scores, as the kernels
-            shift = torch.where(scores == thresh, torch.zeros((), device=scores.device),
-                                scores - thresh)
+            shift = torch.where(scores == thresh, 0.0, scores - thresh)
             base = (1 + am1 * shift).clamp_(min=0)
             p = base.pow_(1 / am1)
             live = (self.norm > 0) | self.thresh.isnan()  # NaN rows stay NaN
