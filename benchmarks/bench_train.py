@@ -1,12 +1,16 @@
 """Training and beam-search speed of softmax, 1.5-entmax and α-entmax attention, in one run.
 
-Three ``entmax_transformer`` models with identical configs that differ only in the normaliser
-of every attention (``--encoder-attn-normalizer``, ``--decoder-self-attn-normalizer``,
-``--decoder-cross-attn-normalizer``): softmax, entmax15, alpha_entmax. All three use the same
-criterion (label-smoothed cross-entropy unless ``--criterion entmax_loss``), so only the
-attention differs.
+Four models with the same sizes, dropout, optimiser and criterion (label-smoothed cross-entropy
+unless ``--criterion entmax_loss``): fairseq's own ``transformer`` (its softmax attention, the
+baseline users compare against) and three ``entmax_transformer`` models that differ only in the
+normaliser of every attention (``--encoder-attn-normalizer``, ``--decoder-self-attn-normalizer``,
+``--decoder-cross-attn-normalizer``): softmax, entmax15, alpha_entmax. The ratios are given
+against both softmax rows; the targets use ours on the CPU (where both run the same unfused
+attention) and fairseq's on CUDA (where ours runs the fused kernels and fairseq's runs PyTorch's
+fused softmax attention).
 
     python benchmarks/bench_train.py                  # CPU, 2 torch threads
+    python benchmarks/bench_train.py --device cuda    # iwslt_de_en arch, larger batches
     python benchmarks/bench_train.py --json out.json --repeats 7
     python benchmarks/bench_train.py --quick          # a smoke run (tiny slice, few repeats)
     python benchmarks/bench_train.py --criterion entmax_loss -- --encoder-layers 3  # more flags
@@ -21,11 +25,11 @@ Everything is timed in this process (no CLI start-up): training is ``Trainer.tra
 (forward, backward, optimizer step) over a fixed list of real batches; beam search is
 ``SequenceGenerator`` (beam 5) over a fixed list of sentences. The models are barely trained,
 so where they would emit end-of-sentence is arbitrary: every hypothesis is decoded to the same
-length (``--beam-len``, default the mean reference length) so that the three settings do the
+length (``--beam-len``, default the mean reference length) so that the settings do the
 same number of decoder steps. Words are target tokens with end-of-sentence (fairseq's
 ``ntokens``, as in its ``wps``). Within a repeat the settings take turns batch by batch in a
 rotating order, and the table reports medians over repeats, so that load from other processes
-hits all three alike.
+hits all of them alike.
 """
 from __future__ import annotations
 
@@ -48,10 +52,20 @@ from data_prep import DataError
 from data_prep.samples import write_multi30k_sample
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = ("softmax", "entmax15", "alpha_entmax")
-LABELS = {"softmax": "softmax", "entmax15": "1.5-entmax", "alpha_entmax": "alpha-entmax"}
-TARGETS = (("train", "alpha_entmax", 0.8), ("train", "entmax15", 0.9),
-           ("beam", "alpha_entmax", 0.8), ("beam", "entmax15", 0.8))
+SETTINGS = ("fairseq", "softmax", "entmax15", "alpha_entmax")
+LABELS = {"fairseq": "fairseq softmax", "softmax": "softmax", "entmax15": "1.5-entmax",
+          "alpha_entmax": "alpha-entmax"}
+# (kind, setting, baseline, limit) per device: throughput of setting / baseline >= limit
+TARGETS = {
+    "cpu": (("train", "alpha_entmax", "softmax", 0.8), ("train", "entmax15", "softmax", 0.9),
+            ("beam", "alpha_entmax", "softmax", 0.8), ("beam", "entmax15", "softmax", 0.8)),
+    "cuda": (("train", "alpha_entmax", "fairseq", 0.95), ("train", "entmax15", "fairseq", 0.95),
+             ("beam", "alpha_entmax", "fairseq", 0.9), ("beam", "entmax15", "fairseq", 0.9)),
+}
+# entmax_transformer_tiny's sizes (fairseq's own transformer_tiny is smaller)
+TINY_SIZES = ["--encoder-embed-dim", "128", "--encoder-ffn-embed-dim", "256", "--encoder-layers", "2",
+              "--encoder-attention-heads", "4", "--decoder-embed-dim", "128",
+              "--decoder-ffn-embed-dim", "256", "--decoder-layers", "2", "--decoder-attention-heads", "4"]
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -74,10 +88,20 @@ def binarise(data_dir: Path, work: Path, n_train: int, n_beam: int) -> Path:
 
 
 # -- models ----------------------------------------------------------------------------------
+def fairseq_arch(arch: str) -> List[str]:
+    """fairseq's own transformer with the sizes of the ``entmax_transformer*`` ``arch``."""
+    if not arch.startswith("entmax_transformer"):
+        raise ValueError(f"--arch {arch}: the fairseq baseline needs an entmax_transformer* arch")
+    if arch == "entmax_transformer_tiny":
+        return ["--arch", "transformer"] + TINY_SIZES
+    return ["--arch", arch[len("entmax_"):]]
+
+
 def train_args(bin_dir: Path, normalizer: str, opts: argparse.Namespace) -> List[str]:
-    """fairseq-train flags of one setting; only the three normaliser flags vary."""
+    """fairseq-train flags of one setting; only the arch ("fairseq") or the normaliser flags vary."""
+    arch = fairseq_arch(opts.arch) if normalizer == "fairseq" else ["--arch", opts.arch]
     args = [str(bin_dir), "--user-dir", str(ROOT / "user_dir"), "--task", "translation",
-            "--source-lang", "de", "--target-lang", "en", "--arch", opts.arch,
+            "--source-lang", "de", "--target-lang", "en", *arch,
             "--share-all-embeddings", "--dropout", "0.1", "--optimizer", "adam",
             "--adam-betas", "(0.9, 0.98)", "--lr", "1e-3", "--clip-norm", "0.0",
             "--max-tokens", str(opts.max_tokens), "--seed", "1",
@@ -86,9 +110,12 @@ def train_args(bin_dir: Path, normalizer: str, opts: argparse.Namespace) -> List
         args += ["--cpu"]
     if opts.criterion == "label_smoothed_cross_entropy":
         args += ["--label-smoothing", "0.1"]
-    for flag in ("--encoder-attn-normalizer", "--decoder-self-attn-normalizer",
-                 "--decoder-cross-attn-normalizer"):
-        args += [flag, normalizer]
+    if getattr(opts, "fp16", False):
+        args += ["--fp16"]
+    if normalizer != "fairseq":
+        for flag in ("--encoder-attn-normalizer", "--decoder-self-attn-normalizer",
+                     "--decoder-cross-attn-normalizer"):
+            args += [flag, normalizer]
     return args + opts.extra
 
 
@@ -117,6 +144,7 @@ class Setting:
         for split in ("train", "valid"):
             self.task.load_dataset(split)
         self.model = self.task.build_model(cfg.model)
+        self.parameters = sum(p.numel() for p in self.model.parameters())
         self.trainer = Trainer(cfg, self.task, self.model, self.task.build_criterion(cfg.criterion))
         self.max_positions = utils.resolve_max_positions(self.task.max_positions(),
                                                          self.model.max_positions())
@@ -166,7 +194,7 @@ def measure(settings: Dict[str, Setting], train_batches, beam_batches, repeats: 
     """Seconds per pass over the batches, for every setting and repeat.
 
     The settings take turns batch by batch, in an order that rotates, so that a burst of load
-    from other processes slows all three alike; a pass is the sum of its batches.
+    from other processes slows all of them alike; a pass is the sum of its batches.
     """
     names = list(settings)
     times = {name: {"train": [], "beam": []} for name in names}
@@ -188,7 +216,11 @@ def measure(settings: Dict[str, Setting], train_batches, beam_batches, repeats: 
 
 
 def summarise(times, train_words: int, beam_sentences: int) -> List[dict]:
-    """Median throughput per setting and its ratio to softmax."""
+    """Median throughput per setting and its ratios to ours and (if present) fairseq's softmax.
+
+    ``train_ratio`` / ``beam_ratio`` are against ours, ``*_ratio_fairseq`` against fairseq's;
+    ``*_paired`` is the median over repeats of the ratio within one repeat.
+    """
     rows = []
     for name, t in times.items():
         rows.append({"setting": LABELS[name], "normalizer": name,
@@ -198,51 +230,60 @@ def summarise(times, train_words: int, beam_sentences: int) -> List[dict]:
     for row in rows:
         row["train_words_per_s"] = train_words / row["train_s_median"]
         row["beam_sentences_per_s"] = beam_sentences / row["beam_s_median"]
-    base = next(r for r in rows if r["normalizer"] == "softmax")
-    for row in rows:
-        row["train_ratio"] = row["train_words_per_s"] / base["train_words_per_s"]
-        row["beam_ratio"] = row["beam_sentences_per_s"] / base["beam_sentences_per_s"]
-        for kind in ("train", "beam"):  # the same repeat's passes side by side
-            pairs = zip(base[f"{kind}_s_all"], row[f"{kind}_s_all"])
-            row[f"{kind}_ratio_paired"] = statistics.median(b / t for b, t in pairs)
+    by_name = {r["normalizer"]: r for r in rows}
+    for base_name, suffix in (("softmax", ""), ("fairseq", "_fairseq")):
+        base = by_name.get(base_name)
+        if base is None:
+            continue
+        for row in rows:
+            for kind in ("train", "beam"):
+                row[f"{kind}_ratio{suffix}"] = base[f"{kind}_s_median"] / row[f"{kind}_s_median"]
+                pairs = zip(base[f"{kind}_s_all"], row[f"{kind}_s_all"])  # one repeat side by side
+                row[f"{kind}_ratio{suffix}_paired"] = statistics.median(b / t for b, t in pairs)
     return rows
 
 
-def check_targets(rows: List[dict]) -> List[dict]:
-    """Throughput ratio to softmax against the targets of the project."""
+def check_targets(rows: List[dict], device: str = "cpu") -> List[dict]:
+    """Throughput ratios against the targets of the project on ``device`` ("cpu" or "cuda")."""
     by_name = {r["normalizer"]: r for r in rows}
     checks = []
-    for kind, name, limit in TARGETS:
-        if name not in by_name:
+    for kind, name, base, limit in TARGETS[device]:
+        if name not in by_name or base not in by_name:
             continue
-        value = by_name[name][f"{kind}_ratio"]
+        value = by_name[name][f"{kind}_ratio" + ("_fairseq" if base == "fairseq" else "")]
         what = "training words/s" if kind == "train" else "beam-search sentences/s"
-        checks.append({"target": f"{LABELS[name]} {what} / softmax", "value": value, "op": ">=",
-                       "limit": limit, "passed": bool(value >= limit)})
+        checks.append({"target": f"{LABELS[name]} {what} / {LABELS[base]}", "value": value,
+                       "op": ">=", "limit": limit, "passed": bool(value >= limit)})
     return checks
 
 
 def print_report(rows: List[dict], checks: List[dict], info: dict) -> None:
     print(f"# {info['device']} | torch {info['torch']} | fairseq {info['fairseq']} | "
           f"threads {info['threads']} | arch {info['arch']} | criterion {info['criterion']}"
-          + (" | QUICK (smoke run)" if info["quick"] else ""))
+          + (" | fp16" if info.get("fp16") else "") + (" | QUICK (smoke run)" if info["quick"] else ""))
     print(f"# train: {info['train_batches']} batches, {info['train_words']} target tokens, "
           f"max-tokens {info['max_tokens']}; beam {info['beam']}: {info['beam_sentences']} "
           f"sentences, {info['beam_len']} steps each; vocab {info['vocab']}; "
           f"median of {info['repeats']} interleaved repeats after {info['warmup']} warm-up")
     print(f"# {info['cores']} cores; 1-minute load average {info['load_average_1min'][0]:.1f} at the "
           f"start, {info['load_average_1min'][1]:.1f} at the end (other processes slow all settings)")
-    head = ("setting", "train words/s", "x softmax", "(paired)", "beam sent/s", "x softmax", "(paired)")
-    lines = [head] + [(r["setting"], f"{r['train_words_per_s']:.0f}", f"{r['train_ratio']:.2f}",
-                       f"{r['train_ratio_paired']:.2f}", f"{r['beam_sentences_per_s']:.1f}",
-                       f"{r['beam_ratio']:.2f}", f"{r['beam_ratio_paired']:.2f}") for r in rows]
+    def ratios(r: dict, kind: str) -> tuple:
+        return tuple(f"{r[f'{kind}_ratio{sfx}']:.2f} ({r[f'{kind}_ratio{sfx}_paired']:.2f})"
+                     if f"{kind}_ratio{sfx}" in r else "-" for sfx in ("", "_fairseq"))
+
+    head = ("setting", "parameters", "train words/s", "x softmax", "x fairseq", "beam sent/s",
+            "x softmax", "x fairseq")
+    lines = [head] + [(r["setting"], f"{r.get('parameters', 0):,}", f"{r['train_words_per_s']:.0f}",
+                       *ratios(r, "train"), f"{r['beam_sentences_per_s']:.1f}", *ratios(r, "beam"))
+                      for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     for i, line in enumerate(lines):
         print("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |")
         if i == 0:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    print("# x softmax: ratio of the medians (the verdicts use it); (paired): median over repeats of "
-          "the ratio within one repeat")
+    print("# x softmax: throughput / ours with softmax; x fairseq: / fairseq's own transformer; "
+          "ratio of the medians (the verdicts use it), in brackets the median over repeats of the "
+          "ratio within one repeat")
     print()
     if info["quick"]:
         print("# quick run: tiny slice and few repeats, so the verdicts below do not speak for the targets")
@@ -262,16 +303,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mirror = Path(os.environ.get("DATA_MIRROR", "/work/shared/data")) / "multi30k"
     parser.add_argument("--data-dir", type=Path, default=mirror, help=f"Multi30k folder (default {mirror})")
-    parser.add_argument("--arch", default="entmax_transformer_tiny")
+    parser.add_argument("--arch", default=None, help="entmax_transformer* arch (default: "
+                        "entmax_transformer_tiny on cpu, entmax_transformer_iwslt_de_en on cuda)")
     parser.add_argument("--criterion", default="label_smoothed_cross_entropy",
                         choices=["label_smoothed_cross_entropy", "entmax_loss"])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--train-sentences", type=int, default=3000, help="size of the train slice")
     parser.add_argument("--train-batches", type=int, default=8, help="batches per training pass")
-    parser.add_argument("--max-tokens", type=int, default=2000, help="tokens per training batch")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="tokens per training batch (default 2000 on cpu, 4096 on cuda)")
     parser.add_argument("--beam", type=int, default=5)
-    parser.add_argument("--beam-sentences", type=int, default=64, help="sentences per beam-search pass")
-    parser.add_argument("--beam-batch-size", type=int, default=32)
+    parser.add_argument("--beam-sentences", type=int, default=None,
+                        help="sentences per beam-search pass (default 64 on cpu, 128 on cuda)")
+    parser.add_argument("--beam-batch-size", type=int, default=None, help="default 32 on cpu, 64 on cuda")
     parser.add_argument("--beam-len", type=int, default=None,
                         help="decoder steps per hypothesis (default: mean reference length)")
     parser.add_argument("--repeats", type=int, default=5)
@@ -279,12 +323,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="FILE", help="write results and targets as JSON")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="cuda: fairseq trains and decodes on the GPU (no --cpu)")
+    parser.add_argument("--fp16", action="store_true", help="fairseq's --fp16 for all settings (cuda only)")
     parser.add_argument("--quick", action="store_true", help="tiny slice, few repeats (smoke run)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("extra", nargs="*", help="more fairseq-train flags, after --, for all settings")
     opts = parser.parse_args(argv)
     if opts.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no GPU present")
+    if opts.fp16 and opts.device != "cuda":
+        parser.error("--fp16 needs --device cuda")
+    cuda = opts.device == "cuda"
+    for name, cpu_default, cuda_default in (("arch", "entmax_transformer_tiny", "entmax_transformer_iwslt_de_en"),
+                                            ("max_tokens", 2000, 4096), ("beam_sentences", 64, 128),
+                                            ("beam_batch_size", 32, 64)):
+        if getattr(opts, name) is None:
+            setattr(opts, name, cuda_default if cuda else cpu_default)
+    if not opts.arch.startswith("entmax_transformer"):
+        parser.error(f"--arch {opts.arch}: expected an entmax_transformer* arch (the fairseq "
+                     "baseline takes its sizes)")
     if opts.quick:
         opts.train_sentences, opts.train_batches, opts.max_tokens = 200, 2, 200
         opts.beam_sentences, opts.beam_batch_size, opts.repeats, opts.warmup = 6, 6, 2, 1
@@ -318,12 +374,15 @@ def main(argv=None) -> int:
     beam_sentences = sum(int(b["nsentences"]) for b in beam_batches)
     times = measure(settings, train_batches, beam_batches, opts.repeats, opts.warmup)
     rows = summarise(times, train_words, beam_sentences)
-    checks = check_targets(rows)
+    for row in rows:
+        row["parameters"] = settings[row["normalizer"]].parameters
+    checks = check_targets(rows, opts.device)
     device = (f"cuda: {torch.cuda.get_device_name()}" if opts.device == "cuda"
               else f"cpu: {platform.processor() or platform.machine()}")
     info = {"device": device, "torch": torch.__version__,
             "fairseq": fairseq.__version__, "threads": torch.get_num_threads(), "arch": opts.arch,
-            "criterion": opts.criterion, "quick": opts.quick, "train_batches": len(train_batches),
+            "criterion": opts.criterion, "fp16": opts.fp16, "quick": opts.quick,
+            "train_batches": len(train_batches),
             "train_words": train_words, "max_tokens": opts.max_tokens, "beam": opts.beam,
             "beam_sentences": beam_sentences, "beam_len": opts.beam_len, "vocab": vocab,
             "repeats": opts.repeats, "warmup": opts.warmup, "cores": os.cpu_count(),

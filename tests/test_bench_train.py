@@ -1,4 +1,4 @@
-"""Smoke run of benchmarks/bench_train.py: three settings timed in one run, JSON and table."""
+"""benchmarks/bench_train.py: ratios and targets, and a smoke run of the four settings (JSON and table)."""
 from __future__ import annotations
 
 import json
@@ -27,11 +27,50 @@ def test_targets_compare_ratios_to_softmax():
     assert by["entmax15"]["train_ratio"] == pytest.approx(2.0 / 2.2)
     assert by["alpha_entmax"]["beam_ratio"] == pytest.approx(1.0 / 1.5)
     assert by["entmax15"]["beam_ratio_paired"] == pytest.approx(1 / 1.25)
+    assert "train_ratio_fairseq" not in by["softmax"]  # no fairseq row, no ratio to it
     verdicts = {c["target"]: c["passed"] for c in bench_train.check_targets(rows)}
     assert verdicts == {"alpha-entmax training words/s / softmax": False,        # 2.0/2.6
                         "1.5-entmax training words/s / softmax": True,          # 2.0/2.2
                         "alpha-entmax beam-search sentences/s / softmax": False,  # 1.0/1.5
                         "1.5-entmax beam-search sentences/s / softmax": True}    # 1.0/1.25
+    assert bench_train.check_targets(rows, "cuda") == []  # the CUDA targets need the fairseq row
+
+
+def test_cuda_targets_compare_to_fairseq_softmax():
+    rows = bench_train.summarise({"fairseq": {"train": [1.0, 1.0, 1.2], "beam": [1.0, 1.0, 1.0]},
+                                  "softmax": {"train": [1.1, 1.0, 1.0], "beam": [1.0, 0.9, 1.0]},
+                                  "entmax15": {"train": [1.0, 1.05, 1.0], "beam": [1.2, 1.1, 1.0]},
+                                  "alpha_entmax": {"train": [1.1, 1.1, 1.0], "beam": [1.0, 1.1, 1.2]}},
+                                 train_words=100, beam_sentences=10)
+    by = {r["normalizer"]: r for r in rows}
+    assert by["fairseq"]["train_ratio_fairseq"] == 1
+    assert by["alpha_entmax"]["train_ratio_fairseq"] == pytest.approx(1.0 / 1.1)
+    assert by["alpha_entmax"]["train_ratio"] == pytest.approx(1.0 / 1.1)  # against ours: 1.0 / 1.1
+    assert by["entmax15"]["beam_ratio_fairseq"] == pytest.approx(1.0 / 1.1)
+    assert by["entmax15"]["train_ratio_fairseq_paired"] == pytest.approx(1.0)  # 1/1, 1/1.05, 1.2/1
+    checks = bench_train.check_targets(rows, "cuda")
+    verdicts = {c["target"]: (c["limit"], c["passed"]) for c in checks}
+    assert verdicts == {"alpha-entmax training words/s / fairseq softmax": (0.95, False),  # 0.909
+                        "1.5-entmax training words/s / fairseq softmax": (0.95, True),     # 1.0
+                        "alpha-entmax beam-search sentences/s / fairseq softmax": (0.9, True),  # 0.909
+                        "1.5-entmax beam-search sentences/s / fairseq softmax": (0.9, True)}   # 0.909
+
+
+def test_fairseq_baseline_takes_the_sizes_of_the_arch():
+    opts = bench_train.parse_args([])
+    assert opts.arch == "entmax_transformer_tiny" and opts.max_tokens == 2000 and opts.beam_sentences == 64
+    args = bench_train.train_args(Path("bin"), "fairseq", opts)
+    assert args[args.index("--arch") + 1] == "transformer"
+    assert args[args.index("--encoder-embed-dim") + 1] == "128"
+    assert not any(a.endswith("-normalizer") for a in args)
+    ours = bench_train.train_args(Path("bin"), "entmax15", opts)
+    assert ours[ours.index("--arch") + 1] == "entmax_transformer_tiny"
+    assert ours[ours.index("--encoder-attn-normalizer") + 1] == "entmax15"
+    assert bench_train.fairseq_arch("entmax_transformer_iwslt_de_en") == ["--arch", "transformer_iwslt_de_en"]
+    with pytest.raises(SystemExit):
+        bench_train.parse_args(["--arch", "transformer"])
+    with pytest.raises(SystemExit):
+        bench_train.parse_args(["--fp16"])  # fp16 only on cuda
 
 
 @pytest.mark.slow
@@ -49,13 +88,19 @@ def test_quick_benchmark_writes_json(tmp_path):
     assert data["criterion"] == "label_smoothed_cross_entropy"
     assert data["beam"] == 5 and data["beam_sentences"] == 6 and data["beam_len"] == 5 and data["train_words"] > 0
     rows = data["rows"]
-    assert [r["normalizer"] for r in rows] == ["softmax", "entmax15", "alpha_entmax"]
+    assert [r["normalizer"] for r in rows] == ["fairseq", "softmax", "entmax15", "alpha_entmax"]
+    by = {r["normalizer"]: r for r in rows}
+    # the same sizes: fairseq's transformer and ours with softmax have the same parameters;
+    # learned α adds one per head per attention (2 encoder, 2+2 decoder layers, 4 heads)
+    assert by["fairseq"]["parameters"] == by["softmax"]["parameters"] == by["entmax15"]["parameters"]
+    assert by["alpha_entmax"]["parameters"] == by["softmax"]["parameters"] + 6 * 4
     for r in rows:
         assert len(r["train_s_all"]) == len(r["beam_s_all"]) == data["repeats"]
         assert r["train_words_per_s"] == pytest.approx(data["train_words"] / r["train_s_median"])
         assert r["beam_sentences_per_s"] == pytest.approx(data["beam_sentences"] / r["beam_s_median"])
-        assert r["train_ratio"] > 0 and r["beam_ratio"] > 0
-    assert rows[0]["train_ratio"] == rows[0]["beam_ratio"] == 1.0
+        assert r["train_ratio"] > 0 and r["beam_ratio"] > 0 and r["train_ratio_fairseq"] > 0
+    assert by["softmax"]["train_ratio"] == by["softmax"]["beam_ratio"] == 1.0
+    assert by["fairseq"]["train_ratio_fairseq"] == by["fairseq"]["beam_ratio_fairseq"] == 1.0
     targets = data["targets"]
     assert [(t["limit"]) for t in targets] == [0.8, 0.9, 0.8, 0.8]
     for t in targets:
