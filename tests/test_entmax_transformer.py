@@ -171,3 +171,19 @@ def test_layers_carry_named_attention_options(data_bin):
     assert layer.self_attention_options.normalizer == "entmax15"
     assert layer.cross_attention_options.alpha_init == "random"
     assert model.encoder.layers[0].attention_options.normalizer == "entmax15"
+
+
+@pytest.mark.parametrize("name", ["transformer", "transformer_iwslt_de_en", "transformer_wmt_en_de"])
+def test_architectures_have_the_sizes_of_their_fairseq_namesakes(name):
+    import argparse
+
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+
+    import sparse_seq2seq.fairseq_plugin  # noqa: F401
+
+    ours, theirs = argparse.Namespace(), argparse.Namespace()
+    ARCH_CONFIG_REGISTRY[f"entmax_{name}"](ours)
+    ARCH_CONFIG_REGISTRY[name](theirs)
+    for key, value in vars(theirs).items():
+        assert getattr(ours, key) == value, key
+    assert ours.encoder_attn_normalizer == "alpha_entmax"

@@ -100,15 +100,17 @@ def entmax_base_architecture(args):
     base_architecture(args)
 
 
+# The attention defaults first, then fairseq's namesake: it sets its sizes before calling
+# ``base_architecture``, whose defaults would otherwise take their place.
 @register_model_architecture("entmax_transformer", "entmax_transformer_iwslt_de_en")
 def entmax_transformer_iwslt_de_en(args):
-    entmax_base_architecture(args)
+    set_attention_defaults(args, "alpha_entmax")
     transformer_iwslt_de_en(args)
 
 
 @register_model_architecture("entmax_transformer", "entmax_transformer_wmt_en_de")
 def entmax_transformer_wmt_en_de(args):
-    entmax_base_architecture(args)
+    set_attention_defaults(args, "alpha_entmax")
     transformer_wmt_en_de(args)
 
 
