@@ -62,10 +62,11 @@ TARGETS = {
     "cuda": (("train", "alpha_entmax", "fairseq", 0.95), ("train", "entmax15", "fairseq", 0.95),
              ("beam", "alpha_entmax", "fairseq", 0.9), ("beam", "entmax15", "fairseq", 0.9)),
 }
-# entmax_transformer_tiny's sizes (fairseq's own transformer_tiny is smaller)
-TINY_SIZES = ["--encoder-embed-dim", "128", "--encoder-ffn-embed-dim", "256", "--encoder-layers", "2",
-              "--encoder-attention-heads", "4", "--decoder-embed-dim", "128",
-              "--decoder-ffn-embed-dim", "256", "--decoder-layers", "2", "--decoder-attention-heads", "4"]
+# the ratio columns of each baseline: ``train_ratio{suffix}``, ``beam_ratio{suffix}_paired``, ...
+BASELINES = {"softmax": "", "fairseq": "_fairseq"}
+# what the fairseq baseline takes from the entmax arch
+SIZES = ("encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_layers", "encoder_attention_heads",
+         "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_layers", "decoder_attention_heads")
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -88,13 +89,30 @@ def binarise(data_dir: Path, work: Path, n_train: int, n_beam: int) -> Path:
 
 
 # -- models ----------------------------------------------------------------------------------
+def arch_sizes(arch: str) -> Dict[str, int]:
+    """The model sizes a registered fairseq arch sets."""
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+
+    import sparse_seq2seq.fairseq_plugin  # noqa: F401  registers the entmax archs
+
+    if arch not in ARCH_CONFIG_REGISTRY:
+        raise ValueError(f"--arch {arch}: not a registered fairseq arch")
+    args = argparse.Namespace()
+    ARCH_CONFIG_REGISTRY[arch](args)
+    return {name: getattr(args, name) for name in SIZES}
+
+
 def fairseq_arch(arch: str) -> List[str]:
-    """fairseq's own transformer with the sizes of the ``entmax_transformer*`` ``arch``."""
-    if not arch.startswith("entmax_transformer"):
-        raise ValueError(f"--arch {arch}: the fairseq baseline needs an entmax_transformer* arch")
-    if arch == "entmax_transformer_tiny":
-        return ["--arch", "transformer"] + TINY_SIZES
-    return ["--arch", arch[len("entmax_"):]]
+    """fairseq's own transformer with the sizes of the ``entmax_transformer*`` ``arch``: its
+    namesake without ``entmax_`` where that has the same sizes, else ``transformer`` with them."""
+    from fairseq.models import ARCH_MODEL_REGISTRY
+
+    sizes, namesake = arch_sizes(arch), arch[len("entmax_"):]
+    if (ARCH_MODEL_REGISTRY.get(namesake) is ARCH_MODEL_REGISTRY["transformer"]
+            and arch_sizes(namesake) == sizes):
+        return ["--arch", namesake]
+    flags = [[f"--{name.replace('_', '-')}", str(value)] for name, value in sizes.items()]
+    return ["--arch", "transformer"] + sum(flags, [])
 
 
 def train_args(bin_dir: Path, normalizer: str, opts: argparse.Namespace) -> List[str]:
@@ -231,7 +249,7 @@ def summarise(times, train_words: int, beam_sentences: int) -> List[dict]:
         row["train_words_per_s"] = train_words / row["train_s_median"]
         row["beam_sentences_per_s"] = beam_sentences / row["beam_s_median"]
     by_name = {r["normalizer"]: r for r in rows}
-    for base_name, suffix in (("softmax", ""), ("fairseq", "_fairseq")):
+    for base_name, suffix in BASELINES.items():
         base = by_name.get(base_name)
         if base is None:
             continue
@@ -250,7 +268,7 @@ def check_targets(rows: List[dict], device: str = "cpu") -> List[dict]:
     for kind, name, base, limit in TARGETS[device]:
         if name not in by_name or base not in by_name:
             continue
-        value = by_name[name][f"{kind}_ratio" + ("_fairseq" if base == "fairseq" else "")]
+        value = by_name[name][f"{kind}_ratio{BASELINES[base]}"]
         what = "training words/s" if kind == "train" else "beam-search sentences/s"
         checks.append({"target": f"{LABELS[name]} {what} / {LABELS[base]}", "value": value,
                        "op": ">=", "limit": limit, "passed": bool(value >= limit)})
@@ -269,7 +287,7 @@ def print_report(rows: List[dict], checks: List[dict], info: dict) -> None:
           f"start, {info['load_average_1min'][1]:.1f} at the end (other processes slow all settings)")
     def ratios(r: dict, kind: str) -> tuple:
         return tuple(f"{r[f'{kind}_ratio{sfx}']:.2f} ({r[f'{kind}_ratio{sfx}_paired']:.2f})"
-                     if f"{kind}_ratio{sfx}" in r else "-" for sfx in ("", "_fairseq"))
+                     if f"{kind}_ratio{sfx}" in r else "-" for sfx in BASELINES.values())
 
     head = ("setting", "parameters", "train words/s", "x softmax", "x fairseq", "beam sent/s",
             "x softmax", "x fairseq")
